@@ -1,0 +1,48 @@
+"""Group filters (axis ``filter``): which groups of a step are trained.
+
+A filter returns a bool [N] row mask. Refilling (generating more prompts until the
+batch is full) is done by the loop, bounded by ``max_rounds``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import ops
+from ..registry import register
+from ..types import Batch
+
+
+@register("filter", "none")
+@dataclass(frozen=True)
+class NoFilter:
+    refill: bool = False
+    max_rounds: int = 0
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        return torch.ones(batch.n, dtype=torch.bool)
+
+
+@register("filter", "zero_variance")
+@dataclass(frozen=True)
+class ZeroVariance:
+    """Drop groups whose rewards are all equal: their GRPO advantage is 0, so they carry
+    no policy-gradient signal (DAPO dynamic sampling, arXiv 2503.14476 eq. 11).
+    ``refill=True`` makes the loop sample more prompts, up to ``max_rounds`` extra
+    generation rounds, to fill the step; if it still cannot, it trains on what it has
+    (DAPO's verl recipe raises instead; ALGORITHMS.md §1.3 d)."""
+
+    refill: bool = False
+    max_rounds: int = 3
+    metric: str = "reward"
+
+    def __post_init__(self):
+        if self.metric not in ("reward", "correct"):
+            raise ValueError(f"metric must be 'reward' or 'correct', got {self.metric!r}")
+        if self.max_rounds < 0:
+            raise ValueError("max_rounds must be >= 0")
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        x = batch.rewards if self.metric == "reward" or batch.correct is None else batch.correct
+        return ~ops.all_equal(x.to(torch.float64), batch.group)

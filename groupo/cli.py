@@ -1,0 +1,236 @@
+"""groupo command line: demo | train | eval | compare | list.
+
+User mistakes (bad keys, values, files, models) print one line and exit with code 2;
+Ctrl-C exits with 130 after saving what can be saved.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_USER = 2
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetics only
+        pass
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _user_errors() -> tuple:
+    from .config import ConfigError
+    from .model.load import ModelError
+    from .registry import RegistryError
+    from .tasks import TaskError
+    from .train.checkpoint import CheckpointError
+    from .train.loop import TrainingError
+
+    return ConfigError, RegistryError, ModelError, TaskError, CheckpointError, TrainingError
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False, soft_wrap=True)
+
+
+def _run_dir(cfg, out: str | None) -> Path:
+    return Path(out or cfg.out or Path("runs") / cfg.name)
+
+
+def _finish_reports(run_dir: Path, console) -> None:
+    from .eval.report import write_report
+
+    try:
+        path = write_report(run_dir)
+        console.print(f"report: {path}  plots: {run_dir / 'plots'}")
+    except Exception as e:  # noqa: BLE001 - a plotting failure must not hide a finished run
+        console.print(f"[yellow]could not write the report ({e})[/]")
+
+
+def cmd_train(args, recipe: str | None, base: dict | None = None) -> int:
+    from .config import load_config
+    from .train.log import RichProgress
+    from .train.loop import train
+
+    cfg = load_config(recipe, args.overrides, base=base)
+    run_dir = _run_dir(cfg, args.out)
+    if cfg.model.tiny and not cfg.model.path:
+        cfg.model.path = str(run_dir / "model")
+        cfg.raw["model"]["path"] = cfg.model.path
+    if (run_dir / "checkpoints").exists() and not args.resume and not args.force:
+        raise _user_errors()[0](f"run directory {run_dir} already has checkpoints; "
+                                f"add --resume to continue it, --force to start over, or --out for a new one")
+    console = _console()
+    progress = RichProgress(console, cfg.warmstart.steps) if cfg.log.progress and sys.stdout.isatty() else None
+    if progress is None:
+        cfg.log.line_every = cfg.log.line_every or 10
+    results = train(cfg, run_dir, resume=args.resume, console=console, progress=progress)
+    _finish_reports(run_dir, console)
+    before, after = results.get("before", {}).get("accuracy"), results.get("after", {}).get("accuracy")
+    if before is not None and after is not None:
+        console.print(f"[bold]held-out accuracy: {before:.3f} -> {after:.3f} ({100 * (after - before):+.1f} points)[/]")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    return cmd_train(args, "demo")
+
+
+def cmd_eval(args) -> int:
+    import yaml
+
+    from .config import ConfigError, load_config
+    from .eval.evaluate import evaluate
+    from .model.load import eos_ids, load_model, load_tokenizer, pick_device, set_threads
+    from .train import checkpoint as ckpt
+
+    target = Path(args.target)
+    if not target.exists():
+        raise ConfigError(f"'{target}' does not exist (give a run directory or a checkpoint)")
+    run_dir, model_dir = target, target
+    if (target / "checkpoints").is_dir() or (target / "config.yaml").exists() and not (target / "state.pt").exists():
+        last = ckpt.latest(target)
+        if last is None:
+            raise ConfigError(f"run directory '{target}' has no complete checkpoint")
+        model_dir = last[1]
+    elif (target / "state.pt").exists():
+        run_dir = target.parent.parent
+    cfg_file = run_dir / "config.yaml"
+    base = yaml.safe_load(cfg_file.read_text()) if cfg_file.exists() else {"model": {"path": str(model_dir)}}
+    overrides = list(args.overrides) + ([f"eval.n={args.n}"] if args.n is not None else [])
+    cfg = load_config(None, overrides, base=base)
+    set_threads(cfg.model.threads)
+    items = cfg.task.eval_items()
+    if cfg.eval.n:
+        items = items[: cfg.eval.n]
+    tok = load_tokenizer(model_dir)
+    model = load_model(model_dir, cfg.model.dtype, pick_device(cfg.model.device))
+    res = evaluate(model, tok, items, cfg.template, eos_ids(tok, model), cfg.generation.max_new_tokens,
+                   cfg.eval.samples, cfg.eval.temperature, cfg.eval.ks, cfg.eval.batch_size, seed=cfg.seed + 1)
+    res = {"accuracy": res["accuracy"], "n": res["n"], **{k: v for k, v in res.items() if k not in ("accuracy", "n")},
+           "checkpoint": str(model_dir)}
+    if args.json:
+        print(json.dumps(res, default=str))
+        return 0
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"eval of {model_dir} on {cfg.raw['task']['name']} (n={res['n']})")
+    table.add_column("group")
+    table.add_column("n", justify="right")
+    table.add_column("accuracy", justify="right")
+    for gname, g in res["per_group"].items():
+        table.add_row(gname, str(g["n"]), f"{g['accuracy']:.3f}")
+    table.add_row("[bold]all", str(res["n"]), f"[bold]{res['accuracy']:.3f}")
+    console.print(table)
+    for key in ("pass@k", "maj@k"):
+        for k, v in (res.get(key) or {}).items():
+            console.print(f"{key.replace('k', str(k))}: {v:.3f}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from rich.table import Table
+
+    from .config import describe_component, recipe_names
+    from .registry import AXES, names
+
+    console = _console()
+    axes = [args.axis] if args.axis else list(AXES)
+    table = Table(title="groupo components")
+    for col in ("axis", "name", "parameters (defaults)"):
+        table.add_column(col)
+    for axis in axes:
+        for name in names(axis):
+            table.add_row(axis, name, describe_component(axis, name))
+    console.print(table)
+    if not args.axis:
+        console.print("recipes: " + ", ".join(recipe_names()))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from rich.table import Table
+
+    from .config import ConfigError
+
+    table = Table(title="runs")
+    for col in ("run", "accuracy before", "accuracy after", "change (points)", "worst group after"):
+        table.add_column(col)
+    for run in args.runs:
+        path = Path(run) / "eval.json"
+        if not path.exists():
+            raise ConfigError(f"'{path}' not found (is '{run}' a finished run directory?)")
+        ev = json.loads(path.read_text())
+        b, a = ev.get("before", {}).get("accuracy"), ev.get("after", {}).get("accuracy")
+        w = ev.get("after", {}).get("worst_group") or {}
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        table.add_row(run, fmt(b), fmt(a), "-" if a is None or b is None else f"{100 * (a - b):+.1f}",
+                      f"{w.get('group', '-')}: {fmt(w.get('accuracy'))}" if w else "-")
+    _console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="groupo", description="GRPO-family RL post-training with verifiable rewards.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def run_opts(sp):
+        sp.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted config overrides")
+        sp.add_argument("--out", help="run directory (default runs/<name>)")
+        sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+        sp.add_argument("--force", action="store_true", help="start over even if the run directory has checkpoints")
+
+    sp = sub.add_parser("demo", help="offline tiny-model demo: warm start, GRPO, eval before/after, report")
+    run_opts(sp)
+    sp.set_defaults(func=cmd_demo)
+    sp = sub.add_parser("train", help="train with a recipe (YAML file or built-in name)")
+    sp.add_argument("recipe", help="recipe file or built-in name (groupo list shows them)")
+    run_opts(sp)
+    sp.set_defaults(func=lambda a: cmd_train(a, a.recipe))
+    sp = sub.add_parser("eval", help="evaluate a run directory or checkpoint on the task's held-out split")
+    sp.add_argument("target", help="run directory or checkpoints/step_N")
+    sp.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted overrides, e.g. task.seed=999")
+    sp.add_argument("--n", type=int, help="number of eval items")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.set_defaults(func=cmd_eval)
+    sp = sub.add_parser("compare", help="table of finished runs (accuracy before/after, worst group)")
+    sp.add_argument("runs", nargs="+")
+    sp.set_defaults(func=cmd_compare)
+    sp = sub.add_parser("list", help="registered components with their parameters and defaults")
+    sp.add_argument("axis", nargs="?", help="one axis (task, reward, advantage, ...)")
+    sp.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    errors = _user_errors()
+    try:
+        return args.func(args)
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

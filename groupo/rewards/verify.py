@@ -1,0 +1,74 @@
+"""``groupo.verify(completion, gold, kind)``: the reward-side answer check.
+
+Extraction, then a checker (TASKS.md §5.3 recommendation: keep the two apart):
+
+| kind      | extraction (``mode="auto"``)                          | checker                          |
+|-----------|-------------------------------------------------------|----------------------------------|
+| number    | tag, boxed, ``####``, last number                     | ``checkers.number``              |
+| lego      | tag, boxed, ``####``, last number                     | ``checkers.lego``                |
+| choice    | tag, boxed, ``####``, else the whole text             | ``checkers.choice``              |
+| countdown | tag, boxed, ``####``, else the last non-empty line    | ``checkers.countdown``           |
+| exact     | tag, boxed, ``####``, else the whole text             | ``checkers.exact``               |
+| math      | none: the completion goes to math-verify in a worker  | ``mathpool.math_equal``          |
+
+Deviation from the plain ``auto`` chain for choice/countdown/exact: a last *number* can
+never be a letter, an equation or a string answer, so their fallback is the text
+itself (for countdown its last line, as TinyZero reads only the last line, §5.1).
+Any other ``mode`` (tag, boxed, hash, last_number) is used strictly.
+
+Guarantees (DESIGN.md "Public contract"): returns a float in [0, 1]; never raises on
+any completion string (anything unexpected scores 0.0); never executes the
+completion; bounded time (extraction reads the last 20,000 characters, checkers cap
+their input, math-verify runs under a wall-clock timeout). An unknown ``kind`` is a
+programmer error and raises ValueError.
+"""
+from __future__ import annotations
+
+import math
+
+from . import checkers, mathpool
+from .extract import MODES, TAIL, extract_answer, extract_structured, last_line
+
+KINDS = ("number", "math", "choice", "countdown", "lego", "exact")
+_TEXT_FALLBACK = {"choice", "exact", "countdown"}
+
+
+def check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown answer kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+
+
+def extract_for(completion: str, kind: str, mode: str = "auto") -> str | None:
+    """The answer span that the ``kind`` checker reads (see the table above)."""
+    if mode != "auto" or kind not in _TEXT_FALLBACK:
+        return extract_answer(completion, mode)
+    text = completion[-TAIL:]
+    found = extract_structured(text)
+    if found is not None:
+        return found
+    return last_line(text) if kind == "countdown" else text.strip()
+
+
+def verify(completion: str, gold, kind: str, mode: str = "auto", timeout: float = 5.0) -> float:
+    """Score ``completion`` against ``gold`` with the ``kind`` checker: a float in [0, 1].
+
+    ``mode`` picks the extraction (``auto`` = the kind's default, see the module doc);
+    ``timeout`` bounds the math-verify call (kind ``math``).
+    """
+    check_kind(kind)
+    if mode not in MODES:
+        raise ValueError(f"unknown extraction mode {mode!r}; valid: {', '.join(MODES)}")
+    try:
+        if not isinstance(completion, str):
+            return 0.0
+        if kind == "math":
+            score = mathpool.math_equal(completion, str(gold), timeout=timeout)
+        else:
+            span = extract_for(completion, kind, mode)
+            if span is None:
+                return 0.0
+            score = checkers.CHECKERS[kind](span, gold)
+        score = float(score)
+        return min(1.0, max(0.0, score)) if math.isfinite(score) else 0.0
+    except Exception:  # noqa: BLE001 - model output must never crash the trainer
+        return 0.0

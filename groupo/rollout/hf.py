@@ -1,0 +1,135 @@
+"""Generation with transformers models, the prompt prefilled once per group.
+
+``generate`` encodes each distinct prompt once (left padded, one forward pass), then
+copies its KV cache to the rows of its group (``group_sizes`` may differ per prompt)
+and decodes all rows together, one batched forward per token. Sampling uses an
+explicit ``torch.Generator`` so runs are reproducible and resumable. Stops at any EOS
+id; rows that reach ``max_new_tokens`` without EOS are flagged ``truncated``.
+``backend="reference"`` runs ``model.generate`` on the repeated prompts instead (the
+simple path the fast one is tested against).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Rollout:
+    prompt_ids: torch.Tensor        # [N, Lp] left-padded prompt of each row
+    prompt_mask: torch.Tensor       # [N, Lp]
+    completion_ids: torch.Tensor    # [N, T] right-padded with pad id
+    completion_mask: torch.Tensor   # [N, T] 1 on real tokens (EOS included)
+    truncated: torch.Tensor         # [N] bool, no EOS within max_new_tokens
+    group: torch.Tensor             # [N] long, index of the prompt of each row
+    texts: list                     # [N] decoded completions (special tokens skipped)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(1).long()
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """Sample one token per row from logits [B, V]; temperature 0 means greedy."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = torch.softmax(sorted_logits, -1).cumsum(-1)
+        drop_sorted = (cum - torch.softmax(sorted_logits, -1)) > top_p   # keep the token that crosses top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = torch.softmax(logits, -1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _encode(prompts: list[str], tokenizer, device):
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], group_sizes: list[int], max_new_tokens: int,
+             eos_ids: list[int], temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+             generator: torch.Generator | None = None, backend: str = "hf") -> Rollout:
+    """Sample ``group_sizes[j]`` completions for each ``prompts[j]``."""
+    device = next(model.parameters()).device
+    p_ids, p_mask = _encode(prompts, tokenizer, device)       # [P, Lp]
+    sizes = torch.tensor(group_sizes, device=device)
+    rows = torch.repeat_interleave(torch.arange(len(prompts), device=device), sizes)  # [N]
+    pad = tokenizer.pad_token_id
+    if backend == "reference":
+        comp = _reference(model, p_ids[rows], p_mask[rows], max_new_tokens, eos_ids, pad, temperature, top_p, top_k)
+    else:
+        comp = _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, pad,
+                                     temperature, top_p, top_k, generator)
+    eos = torch.tensor(eos_ids, device=device)
+    is_eos = torch.isin(comp, eos)
+    # mask: tokens up to and including the first EOS
+    after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
+    mask = (~after_eos).long()                                 # [N, T]
+    truncated = ~(is_eos & ~after_eos).any(1)
+    comp = comp.masked_fill(mask == 0, pad)
+    texts = tokenizer.batch_decode([c[m.bool()].tolist() for c, m in zip(comp, mask)], skip_special_tokens=True)
+    return Rollout(p_ids[rows], p_mask[rows], comp, mask, truncated.cpu(), rows.cpu(), texts)
+
+
+def _CACHE_ARG(model) -> str:
+    """The forward's KV-cache keyword: ``cache`` in newer transformers, else ``past_key_values``."""
+    import inspect
+
+    name = getattr(model, "_groupo_cache_arg", None)
+    if name is None:
+        params = inspect.signature(model.forward).parameters
+        name = "cache" if "cache" in params else "past_key_values"
+        model._groupo_cache_arg = name
+    return name
+
+
+def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, pad,
+                          temperature, top_p, top_k, generator):
+    from transformers import DynamicCache
+
+    n = rows.shape[0]
+    cache = DynamicCache(config=model.config)
+    pos = (p_mask.cumsum(1) - 1).clamp(min=0)
+    out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                **{_CACHE_ARG(model): cache})
+    cache = getattr(out, "cache", None) or out.past_key_values
+    cache.batch_select_indices(rows)                           # share each prompt's cache with its group
+    logits = out.logits[:, -1, :][rows]                        # [N, V]
+    attn = p_mask[rows]
+    next_pos = pos[rows][:, -1:] + 1                           # [N, 1]
+    eos = torch.tensor(eos_ids, device=p_ids.device)
+    done = torch.zeros(n, dtype=torch.bool, device=p_ids.device)
+    tokens = []
+    for _ in range(max_new_tokens):
+        tok = sample_next(logits, temperature, top_k, top_p, generator)
+        tok = torch.where(done, torch.full_like(tok, pad), tok)
+        tokens.append(tok)
+        done = done | torch.isin(tok, eos)
+        if bool(done.all()) or len(tokens) == max_new_tokens:
+            break
+        attn = torch.cat([attn, torch.ones(n, 1, dtype=attn.dtype, device=attn.device)], dim=1)
+        out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
+                    **{_CACHE_ARG(model): cache})
+        cache = getattr(out, "cache", None) or out.past_key_values
+        logits = out.logits[:, -1, :]
+        next_pos = next_pos + 1
+    if not tokens:
+        return torch.empty(n, 0, dtype=torch.long, device=p_ids.device)
+    return torch.stack(tokens, dim=1)                          # [N, T]
+
+
+def _reference(model, ids, mask, max_new_tokens, eos_ids, pad, temperature, top_p, top_k):
+    kw = dict(do_sample=temperature > 0, max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad)
+    if temperature > 0:
+        kw.update(temperature=temperature, top_p=top_p, top_k=top_k or None)
+    out = model.generate(input_ids=ids, attention_mask=mask, **kw)
+    return out[:, ids.shape[1]:]

@@ -1,0 +1,1 @@
+"""Training machinery: the loop, loss, checkpoints, logging, warm start."""

@@ -1,0 +1,86 @@
+"""Atomic checkpoints: ``RUN/checkpoints/step_N/`` with the model in Hugging Face format
+(plus tokenizer), and ``state.pt`` holding optimizer, scheduler, RNG and sampler state.
+
+A checkpoint is written into a temporary sibling directory and renamed into place only
+when complete, so a crash (or a full disk) never leaves a partial ``step_N``; the
+previous checkpoints stay intact. Only the ``keep`` most recent are kept.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+_STEP = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """Saving or loading a checkpoint failed (one line for the user)."""
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    d = Path(run_dir) / "checkpoints"
+    if not d.is_dir():
+        return []
+    out = []
+    for p in d.iterdir():
+        m = _STEP.match(p.name)
+        if m and p.is_dir() and (p / "state.pt").exists():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def latest(run_dir: str | Path) -> tuple[int, Path] | None:
+    cps = list_checkpoints(run_dir)
+    return cps[-1] if cps else None
+
+
+def save(run_dir: str | Path, step: int, model, tokenizer, state: dict, keep: int = 2) -> Path:
+    """Write checkpoint ``step`` atomically; ``state`` is any torch-serialisable dict."""
+    root = Path(run_dir) / "checkpoints"
+    final = root / f"step_{step}"
+    tmp = root / f".tmp_step_{step}_{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        torch.save(state, tmp / "state.pt")
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"could not save checkpoint {final} ({e.strerror or e}); "
+                              f"the previous checkpoints are intact") from None
+    for old_step, path in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
+    return final
+
+
+def load_state(path: str | Path) -> dict:
+    try:
+        return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise CheckpointError(f"cannot read checkpoint state in {path} ({e})") from None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

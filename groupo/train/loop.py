@@ -1,0 +1,242 @@
+"""The training loop, top to bottom.
+
+    setup (threads, task data, model, optimizer)  ->  warm start (optional)  ->  eval before
+    for each step:
+        collect: sample prompts, generate G completions each, score, filter   (train/step.py)
+        advantages (+ keep mask, question weights)                            (algo/advantage.py)
+        old / reference log-probs when needed                                  (train/loss.py)
+        num_iterations x [micro-batched forward/backward, clip, AdamW step]    (train/loss.py)
+        log metrics; checkpoint every k steps
+    eval after, plots, report
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..eval.evaluate import evaluate
+from ..model.load import eos_ids, load_model, load_tokenizer, pick_device, set_threads
+from . import checkpoint as ckpt
+from .log import MetricsLogger, step_line
+from .loss import StepData, accumulate_loss, logprobs_all
+from .step import collect
+from .warmstart import warm_start
+
+
+class TrainingError(RuntimeError):
+    """The run cannot continue (e.g. repeated non-finite losses); one line for the user."""
+
+
+@dataclass
+class Run:
+    cfg: object
+    run_dir: Path
+    model: object = None
+    tokenizer: object = None
+    eos_ids: list = field(default_factory=list)
+    sampler_state: dict = field(default_factory=dict)
+    dirty: bool = False       # an optimizer update of the current step has been applied
+
+
+def lr_lambda(t_cfg, total: int):
+    def f(i: int) -> float:
+        if t_cfg.warmup_steps and i < t_cfg.warmup_steps:
+            return (i + 1) / t_cfg.warmup_steps
+        if t_cfg.schedule == "constant":
+            return 1.0
+        frac = min(1.0, (i - t_cfg.warmup_steps) / max(1, total - t_cfg.warmup_steps))
+        return 1.0 - frac if t_cfg.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
+    return f
+
+
+def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None) -> dict:
+    run_dir = Path(run_dir)
+    say = console.print if console is not None else (lambda *a, **k: None)
+    threads = set_threads(cfg.model.threads)
+    device = pick_device(cfg.model.device)
+    eval_items = cfg.task.eval_items()                     # validates task data before any model loads
+    if cfg.eval.n:
+        eval_items = eval_items[: cfg.eval.n]
+    last = ckpt.latest(run_dir) if resume else None
+    if resume and last is None:
+        say("[yellow]no checkpoint to resume from; starting a new run[/]")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    say(f"run dir {run_dir} | torch threads {threads} | device {device}")
+
+    run = Run(cfg, run_dir)
+    model_dir = _model_dir(cfg, last)
+    run.tokenizer = load_tokenizer(model_dir)
+    run.model = load_model(model_dir, cfg.model.dtype, device)
+    run.model.train()
+    run.eos_ids = eos_ids(run.tokenizer, run.model)
+    g = cfg.generation
+    start, results = 0, _read_eval(run_dir) if last else {}
+
+    if last is None and cfg.warmstart.steps > 0:
+        say(f"warm start: {cfg.warmstart.steps} supervised steps")
+        info = warm_start(run.model, run.tokenizer, cfg.task, cfg.template, cfg.warmstart, run.eos_ids,
+                          g.max_new_tokens, cfg.seed, on_step=progress.warm if progress else None)
+        results["warmstart"] = info
+        run.model.save_pretrained(run_dir / "init")
+        run.tokenizer.save_pretrained(run_dir / "init")
+        say(f"warm start done after {info['steps']} steps (loss {info['loss']:.3f}, dev acc {info['dev_accuracy']})")
+    ref_model = None
+    if cfg.kl.coef != 0.0:
+        ref_dir = run_dir / "init" if (run_dir / "init").exists() else Path(cfg.model.path)
+        ref_model = load_model(ref_dir, cfg.model.dtype, device).eval().requires_grad_(False)
+
+    def run_eval(tag):
+        return evaluate(run.model, run.tokenizer, eval_items, cfg.template, run.eos_ids, g.max_new_tokens,
+                        cfg.eval.samples, cfg.eval.temperature, cfg.eval.ks, cfg.eval.batch_size, seed=cfg.seed + 1)
+
+    if last is None and cfg.eval.before:
+        results["before"] = run_eval("before")
+        say(f"held-out accuracy before: {results['before']['accuracy']:.3f} (n={results['before']['n']})")
+        _write_eval(run_dir, results, cfg)
+
+    t = cfg.train
+    opt = torch.optim.AdamW(run.model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t, t.steps * t.num_iterations))
+    step_rng = random.Random(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    run.sampler_state = cfg.sampler.init_state()
+    if last is not None:
+        start, state = last[0], ckpt.load_state(last[1])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step_rng.setstate(state["py_rng"])
+        gen.set_state(state["gen_rng"])
+        torch.random.set_rng_state(state["torch_rng"])
+        run.sampler_state = state["sampler"]
+        say(f"resumed from {last[1]} (step {start})")
+
+    def snapshot():
+        return {"py_rng": step_rng.getstate(), "gen_rng": gen.get_state(), "torch_rng": torch.random.get_rng_state(),
+                "sampler": json.loads(json.dumps(run.sampler_state))}
+
+    def save(step, snap):
+        state = {**snap, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}
+        path = ckpt.save(run_dir, step, run.model, run.tokenizer, state, cfg.checkpoint.keep)
+        say(f"checkpoint {path}")
+
+    logger = MetricsLogger(run_dir, cfg.log.tensorboard, resume_step=start if last else None)
+    snap, bad_steps, done = snapshot(), 0, start
+    if progress:
+        progress.start_train(t.steps, start)
+    try:
+        for step in range(start + 1, t.steps + 1):
+            t0 = time.perf_counter()
+            col = collect(run, step_rng, gen)
+            m = dict(col.metrics)
+            if col.batch.n:
+                m.update(_update(run, col, opt, sched, ref_model))
+                bad_steps = bad_steps + 1 if m.get("skipped") else 0
+                if bad_steps > t.max_nonfinite:
+                    raise TrainingError(f"{bad_steps} consecutive steps with non-finite loss or gradients; "
+                                        f"lower train.lr or check the rewards (last checkpoint kept)")
+            cfg.sampler.update(run.sampler_state, col.items, col.batch.correct.tolist() if col.batch.n else [])
+            m["lr"] = sched.get_last_lr()[0]
+            m["time/step"] = time.perf_counter() - t0
+            m["tokens_per_s"] = m["tokens/generated"] / max(m["time/step"], 1e-9)
+            if cfg.eval.every and step % cfg.eval.every == 0 and step < t.steps:
+                m["eval/accuracy"] = run_eval(f"step {step}")["accuracy"]
+            snap, done, run.dirty = snapshot(), step, False
+            logger.log(step, m)
+            if progress:
+                progress.step(step, m)
+            if cfg.log.line_every and step % cfg.log.line_every == 0:
+                say(step_line(step, t.steps, m))
+            if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < t.steps:
+                save(step, snap)
+    except KeyboardInterrupt:
+        logger.close()
+        if run.dirty:
+            say("[yellow]interrupted during an optimizer update; not saving a half-updated model. "
+                "Resume with --resume from the last checkpoint.[/]")
+        elif done > start:
+            save(done, snap)
+            say(f"[yellow]interrupted; saved step {done}. Continue with --resume.[/]")
+        raise
+    finally:
+        if progress:
+            progress.stop()
+    logger.close()
+    if t.steps > start or last is None:
+        save(t.steps, snap)
+    if cfg.eval.after:
+        results["after"] = run_eval("after")
+        say(f"held-out accuracy after: {results['after']['accuracy']:.3f} (n={results['after']['n']})")
+    _write_eval(run_dir, results, cfg)
+    return results
+
+
+def _update(run: Run, col, opt, sched, ref_model) -> dict:
+    """Advantages, then num_iterations optimizer updates on the collected batch."""
+    cfg, t, g = run.cfg, run.cfg.train, run.cfg.generation
+    res = cfg.advantage(col.batch)
+    keep = res.keep
+    weights = cfg.aggregation(col.rollout.completion_mask, keep, g.max_new_tokens) * res.weights[:, None]
+    dev = col.rollout.completion_ids.device
+    d = StepData(col.rollout.prompt_ids, col.rollout.prompt_mask, col.rollout.completion_ids,
+                 col.rollout.completion_mask, res.advantages.to(torch.float32).to(dev), weights.to(dev))
+    temp = g.temperature if g.temperature > 0 else 1.0
+    if t.num_iterations > 1:
+        d.old_logp = logprobs_all(run.model, d, t.micro_batches, temp)
+    if ref_model is not None:
+        d.ref_logp = logprobs_all(ref_model, d, t.micro_batches, temp)
+    a = res.advantages[keep] if keep.any() else res.advantages
+    m = {"adv/mean": float(a.mean()), "adv/std": float(a.std()) if a.numel() > 1 else 0.0,
+         "adv/abs_mean": float(a.abs().mean()), **res.metrics}
+    skipped = 0
+    for it in range(t.num_iterations):
+        opt.zero_grad(set_to_none=True)
+        lm = accumulate_loss(run.model, d, cfg.objective, cfg.kl, t.micro_batches, temp, with_entropy=(it == 0))
+        gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
+        if not (math.isfinite(lm["loss"]) and torch.isfinite(gnorm)):
+            skipped += 1       # never apply a non-finite update; the step is counted and reported
+            opt.zero_grad(set_to_none=True)
+            continue
+        run.dirty = True       # from here until the step is logged, the weights are mid-step
+        opt.step()
+        sched.step()
+        if it == 0:
+            m.update(lm)
+            m["grad_norm"] = float(gnorm)
+    if skipped:
+        m["skipped"] = skipped
+        print(f"warning: {skipped} update(s) skipped for non-finite loss or gradient norm", flush=True)
+    return m
+
+
+def _model_dir(cfg, last) -> Path:
+    if last is not None:
+        return last[1]
+    path = Path(cfg.model.path)
+    if cfg.model.tiny and not (path / "config.json").exists():
+        from ..model.tiny import build_tiny
+
+        build_tiny(path, seed=cfg.seed)
+    return path
+
+
+def _read_eval(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_eval(run_dir: Path, results: dict, cfg) -> None:
+    out = {**results, "model": cfg.model.path, "task": cfg.raw.get("task")}
+    tmp = run_dir / "eval.json.tmp"
+    tmp.write_text(json.dumps(out, indent=2, default=str))
+    tmp.replace(run_dir / "eval.json")

@@ -1,0 +1,91 @@
+"""The policy loss of one optimizer step, accumulated over micro-batches.
+
+Token weights (from the aggregation component, times per-row question weights) are
+computed on the whole step, so ``sum_mb sum_{i,t in mb} w * loss`` equals the
+full-batch loss and 1 or k micro-batches give the same gradient.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..model.forward import completion_logprobs
+
+
+@dataclass
+class StepData:
+    """Training tensors of one step (all rows, CPU or device)."""
+
+    prompt_ids: torch.Tensor       # [N, Lp]
+    prompt_mask: torch.Tensor      # [N, Lp]
+    completion_ids: torch.Tensor   # [N, T]
+    completion_mask: torch.Tensor  # [N, T]
+    advantages: torch.Tensor       # [N]
+    token_weights: torch.Tensor    # [N, T] aggregation weights (0 for rows not trained)
+    old_logp: torch.Tensor | None = None  # [N, T] when num_iterations > 1
+    ref_logp: torch.Tensor | None = None  # [N, T] when a KL penalty is on
+
+
+def micro_slices(n: int, k: int) -> list[slice]:
+    """Split n rows into at most k contiguous, nearly equal slices."""
+    k = max(1, min(k, n))
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _trim(sl: slice, d: StepData):
+    """Cut left prompt padding and right completion padding shared by the whole micro-batch."""
+    pm, cm = d.prompt_mask[sl], d.completion_mask[sl]
+    p_keep = pm.any(0).nonzero()
+    p0 = int(p_keep[0]) if p_keep.numel() else pm.shape[1] - 1
+    c_keep = cm.any(0).nonzero()
+    c1 = int(c_keep[-1]) + 1 if c_keep.numel() else 1
+    return slice(p0, None), slice(0, c1)
+
+
+@torch.no_grad()
+def logprobs_all(model, d: StepData, micro_batches: int, temperature: float) -> torch.Tensor:
+    """No-grad log-probs of every completion token [N, T] (old or reference policy)."""
+    out = torch.zeros(d.completion_ids.shape, dtype=torch.float32, device=d.completion_ids.device)
+    for sl in micro_slices(d.completion_ids.shape[0], micro_batches):
+        ps, cs = _trim(sl, d)
+        lp, _ = completion_logprobs(model, d.prompt_ids[sl, ps], d.prompt_mask[sl, ps],
+                                    d.completion_ids[sl, cs], d.completion_mask[sl, cs], temperature)
+        out[sl, cs] = lp
+    return out
+
+
+def accumulate_loss(model, d: StepData, objective, kl, micro_batches: int, temperature: float,
+                    with_entropy: bool = True) -> dict:
+    """Forward + backward over micro-batches; returns step metrics (gradients are left in .grad)."""
+    sums = {"loss": 0.0}
+    tok_sums: dict[str, float] = {}
+    n_tok = 0.0
+    for sl in micro_slices(d.completion_ids.shape[0], micro_batches):
+        ps, cs = _trim(sl, d)
+        mask = d.completion_mask[sl, cs].float()
+        w = d.token_weights[sl, cs].to(torch.float32)
+        logp, ent = completion_logprobs(model, d.prompt_ids[sl, ps], d.prompt_mask[sl, ps],
+                                        d.completion_ids[sl, cs], d.completion_mask[sl, cs], temperature,
+                                        with_entropy=with_entropy)
+        old = d.old_logp[sl, cs] if d.old_logp is not None else logp.detach()
+        loss_tok, m = objective(logp, old, d.advantages[sl], mask)        # [n, t]
+        if d.ref_logp is not None and kl.coef != 0.0:
+            kl_tok = kl(logp, d.ref_logp[sl, cs])
+            loss_tok = loss_tok + kl.coef * kl_tok
+            m = {**m, "kl/mean": kl_tok.detach()}
+        if ent is not None:
+            m = {**m, "entropy/mean": ent}
+        loss = (w * loss_tok).sum()
+        if w.requires_grad or loss.requires_grad:
+            loss.backward()
+        sums["loss"] += float(loss.detach())
+        trained = mask * (w > 0).float()
+        n_tok += float(trained.sum())
+        for k, v in m.items():
+            tok_sums[k] = tok_sums.get(k, 0.0) + float((v.detach().float() * trained).sum())
+    out = dict(sums)
+    for k, v in tok_sums.items():
+        out[k] = v / max(n_tok, 1.0)
+    return out

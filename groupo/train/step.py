@@ -1,0 +1,140 @@
+"""One step's data side: sample prompts, generate groups, score, filter (with refill).
+
+Kept apart from the loop so the loop reads top to bottom. Returns the training
+``Batch`` (rows that are trained), the matching rollout tensors, and metrics over
+every row generated this step.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .. import ops
+from ..rollout import Rollout, generate
+from ..types import Batch
+
+
+@dataclass
+class Collected:
+    batch: Batch              # training rows only
+    rollout: Rollout          # training rows only (same order as batch)
+    items: list               # [N] task item of each training row
+    metrics: dict
+
+
+def _pad_cat(tensors: list[torch.Tensor], value, left: bool) -> torch.Tensor:
+    width = max(t.shape[1] for t in tensors)
+    out = []
+    for t in tensors:
+        pad = width - t.shape[1]
+        if pad:
+            fill = torch.full((t.shape[0], pad), value, dtype=t.dtype, device=t.device)
+            t = torch.cat([fill, t] if left else [t, fill], dim=1)
+        out.append(t)
+    return torch.cat(out, dim=0)
+
+
+def cat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
+    """Concatenate rollouts of several generation rounds (group ids made unique)."""
+    if len(parts) == 1:
+        return parts[0]
+    offset, groups = 0, []
+    for r in parts:
+        groups.append(r.group + offset)
+        offset += int(r.group.max()) + 1 if r.group.numel() else 0
+    return Rollout(
+        prompt_ids=_pad_cat([r.prompt_ids for r in parts], pad_id, left=True),
+        prompt_mask=_pad_cat([r.prompt_mask for r in parts], 0, left=True),
+        completion_ids=_pad_cat([r.completion_ids for r in parts], pad_id, left=False),
+        completion_mask=_pad_cat([r.completion_mask for r in parts], 0, left=False),
+        truncated=torch.cat([r.truncated for r in parts]),
+        group=torch.cat(groups),
+        texts=[t for r in parts for t in r.texts],
+    )
+
+
+def select_rows(r: Rollout, rows: torch.Tensor) -> Rollout:
+    rl = rows.tolist()
+    return Rollout(r.prompt_ids[rows], r.prompt_mask[rows], r.completion_ids[rows], r.completion_mask[rows],
+                   r.truncated[rows], r.group[rows], [r.texts[i] for i in rl])
+
+
+def collect(run, step_rng, gen) -> Collected:
+    """Sample, generate, score and filter until the step has its prompts (or rounds run out)."""
+    cfg, g = run.cfg, run.cfg.generation
+    filt = cfg.components["filter"]
+    parts, all_items, comps, t_gen, t_score = [], [], [], 0.0, 0.0
+    rounds, need, valid_groups = 0, g.prompts_per_step, 0
+    while True:
+        items = cfg.sampler(cfg.task, step_rng, need, run.sampler_state)
+        prompts = [cfg.template(it.question, run.tokenizer) for it in items]
+        t0 = time.perf_counter()
+        roll = generate(run.model, run.tokenizer, prompts, [g.group_size] * len(items), g.max_new_tokens,
+                        run.eos_ids, g.temperature, g.top_p, g.top_k, gen, backend=g.backend)
+        t_gen += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        row_items = [items[i] for i in roll.group.tolist()]
+        row_prompts = [prompts[i] for i in roll.group.tolist()]
+        comp = cfg.rewards(roll.texts, row_items, prompts=row_prompts)      # [n, K]
+        t_score += time.perf_counter() - t0
+        parts.append(roll)
+        all_items += row_items
+        comps.append(comp)
+        rewards = cfg.rewards.combine(comp)
+        ok = filt(Batch(rewards=torch.nan_to_num(rewards), group=roll.group,
+                        correct=_correct(run, comp, roll.texts, row_items)))
+        valid_groups += int(torch.unique(roll.group[ok]).numel())
+        if not filt.refill or valid_groups >= g.prompts_per_step or rounds >= filt.max_rounds:
+            break
+        rounds += 1
+        need = g.prompts_per_step - valid_groups
+    roll = cat_rollouts(parts, run.tokenizer.pad_token_id)
+    comp = torch.cat(comps, dim=0)
+    rewards = cfg.rewards.combine(comp)                                    # [N], NaN = every reward skipped
+    correct = _correct(run, comp, roll.texts, all_items)
+    full = Batch(rewards=torch.nan_to_num(rewards), group=roll.group, reward_components=comp,
+                 reward_weights=cfg.rewards.weights, reward_names=tuple(cfg.rewards.names), correct=correct,
+                 lengths=roll.lengths, truncated=roll.truncated, max_length=g.max_new_tokens,
+                 completion_mask=roll.completion_mask)
+    keep = filt(full) & torch.isfinite(rewards)
+    if filt.refill:  # DAPO: surplus valid groups are dropped
+        kept_groups = torch.unique(roll.group[keep])[: g.prompts_per_step]
+        keep &= torch.isin(roll.group, kept_groups)
+    rows = keep.nonzero().squeeze(1)
+    metrics = _metrics(full, rewards, cfg.rewards.names, comp)
+    metrics.update({"time/gen": t_gen, "time/score": t_score, "filter/rounds": rounds + 1,
+                    "filter/kept_groups": int(torch.unique(roll.group[keep]).numel()),
+                    "rows/trained": int(rows.numel()), "rows/generated": full.n,
+                    "tokens/generated": int(roll.completion_mask.sum())})
+    return Collected(full.select(rows), select_rows(roll, rows), [all_items[i] for i in rows.tolist()], metrics)
+
+
+def _correct(run, comp, texts, items) -> torch.Tensor:
+    """Task correctness per row: the ``correct`` reward column when present, else verify()."""
+    names = list(run.cfg.rewards.names)
+    if "correct" in names:
+        col = comp[:, names.index("correct")]
+        return (torch.nan_to_num(col) >= 1.0).float()
+    from ..rewards.verify import verify
+
+    return torch.tensor([float(verify(t, it.answer, it.kind) >= 1.0) for t, it in zip(texts, items)])
+
+
+def _metrics(b: Batch, rewards: torch.Tensor, names, comp) -> dict:
+    finite = torch.isfinite(rewards)
+    r = rewards[finite]
+    zero_var = ops.all_equal(torch.nan_to_num(rewards).double(), b.group)
+    n_groups = int(torch.unique(b.group).numel())
+    zv_groups = int(torch.unique(b.group[zero_var]).numel())
+    m = {"reward/mean": float(r.mean()) if r.numel() else float("nan"),
+         "reward/std": float(r.std()) if r.numel() > 1 else 0.0,
+         "acc/mean": float(b.correct.mean()), "zero_var/frac": zv_groups / max(n_groups, 1),
+         "len/mean": float(b.lengths.float().mean()), "len/max": int(b.lengths.max()),
+         "trunc/frac": float(b.truncated.float().mean()), "reward/skipped": int((~finite).sum())}
+    for k, name in enumerate(names):
+        col = comp[:, k]
+        col = col[torch.isfinite(col)]
+        m[f"reward/{name}/mean"] = float(col.mean()) if col.numel() else float("nan")
+    return m

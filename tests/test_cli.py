@@ -1,0 +1,119 @@
+"""The CLI as a user calls it (subprocesses): train, resume, eval, list, errors."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def groupo(*args, cwd=None, check=True):
+    r = subprocess.run([sys.executable, "-m", "groupo", *map(str, args)], capture_output=True, text=True,
+                       env=ENV, cwd=cwd, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError(f"exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory, tiny_dir):
+    d = tmp_path_factory.mktemp("cli")
+    p = d / "small.yaml"
+    p.write_text(yaml.safe_dump({
+        "extends": "demo", "name": "small",
+        "model": {"tiny": False, "path": str(tiny_dir), "threads": 1},
+        "generation": {"group_size": 4, "prompts_per_step": 4, "max_new_tokens": 6},
+        "train": {"steps": 3, "lr": 1e-3, "micro_batches": 2},
+        "warmstart": {"steps": 0},
+        "task": {"name": "lego", "eval_size": 16},
+        "eval": {"n": 16, "batch_size": 16},
+        "checkpoint": {"every": 2},
+    }))
+    return p
+
+
+def test_train_three_steps_writes_the_run_directory(recipe, tmp_path):
+    out = tmp_path / "run"
+    r = groupo("train", recipe, "--out", out)
+    assert "held-out accuracy" in r.stdout
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3]
+    for key in ("reward/mean", "reward/correct/mean", "reward/format/mean", "acc/mean", "adv/std",
+                "zero_var/frac", "clip/frac", "entropy/mean", "len/mean", "time/step", "tokens_per_s", "loss"):
+        assert key in rows[0], key
+    ev = json.loads((out / "eval.json").read_text())
+    assert 0 <= ev["before"]["accuracy"] <= 1 and 0 <= ev["after"]["accuracy"] <= 1
+    assert ev["after"]["n"] == 16 and ev["after"]["per_group"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["steps"] == 3
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_2", "step_3"]
+    assert (out / "checkpoints/step_3/model.safetensors").exists()
+    assert (out / "report.html").exists() and list((out / "plots").glob("*.png"))
+    assert list((out / "tb").iterdir())
+
+
+def test_resume_gives_the_same_weights_and_metrics(recipe, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["train.steps=4", "checkpoint.every=2", "checkpoint.keep=5", "eval.before=false", "eval.after=false"]
+    groupo("train", recipe, "--out", a, *common)
+    groupo("train", recipe, "--out", b, *common)
+    # simulate a crash right after the step-2 checkpoint: lose step 3-4 state and metrics
+    shutil.rmtree(b / "checkpoints/step_4")
+    lines = (b / "metrics.jsonl").read_text().splitlines()
+    (b / "metrics.jsonl").write_text("\n".join(lines[:3]) + "\n")   # steps 1-3, step 3 written after the ckpt
+    r = groupo("train", recipe, "--out", b, "--resume", *common)
+    assert "resumed from" in r.stdout
+    wa = load_file(a / "checkpoints/step_4/model.safetensors")
+    wb = load_file(b / "checkpoints/step_4/model.safetensors")
+    assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+    ma = [json.loads(l) for l in (a / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(l) for l in (b / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in mb] == [1, 2, 3, 4]
+    drop = lambda m: {k: v for k, v in m.items() if not k.startswith(("time/", "tokens_per_s"))}  # noqa: E731
+    assert [drop(m) for m in ma] == [drop(m) for m in mb]
+
+
+def test_eval_json_with_overrides(recipe, tmp_path):
+    out = tmp_path / "run"
+    groupo("train", recipe, "--out", out, "train.steps=1", "eval.before=false")
+    r = groupo("eval", out, "--json", "--n", "8")
+    res = json.loads(r.stdout)
+    assert res["n"] == 8 and 0 <= res["accuracy"] <= 1 and res["per_group"]
+    r2 = groupo("eval", out / "checkpoints/step_1", "task.seed=999", "--json", "--n", "8")
+    assert json.loads(r2.stdout)["n"] == 8
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "grpo", "trian.lr=1"], "unknown key 'trian' (did you mean 'train'?)"),
+    (["train", "grpo", "model.path=/nonexistent/model"], "model directory '/nonexistent/model' does not exist"),
+    (["train", "nofile.yaml"], "recipe 'nofile.yaml' not found"),
+    (["eval", "/nonexistent/run"], "does not exist"),
+    (["list", "advantag"], "did you mean 'advantage'"),
+])
+def test_user_errors_exit_2_with_one_line(args, needle, tmp_path):
+    r = groupo(*args, cwd=tmp_path, check=False)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_model_dir_without_tokenizer(tmp_path, tiny_dir):
+    bad = tmp_path / "m"
+    shutil.copytree(tiny_dir, bad)
+    for f in bad.iterdir():
+        if "token" in f.name or f.name == "chat_template.jinja":
+            f.unlink()
+    r = groupo("train", "grpo", f"model.path={bad}", cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "no usable tokenizer" in r.stderr, r.stderr
+
+
+def test_list_shows_components_and_defaults():
+    r = groupo("list", "advantage")
+    assert "grpo" in r.stdout and "rloo" in r.stdout and "eps" in r.stdout and "0.0001" in r.stdout
+    r = groupo("list")
+    assert "ppo_clip" in r.stdout and "recipes:" in r.stdout and "demo" in r.stdout
+    assert "usage" in groupo("train", "--help").stdout

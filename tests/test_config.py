@@ -1,0 +1,69 @@
+"""Config: extends, overrides, validation errors as one line naming the key."""
+import pytest
+
+from groupo.config import ConfigError, apply_overrides, load_config, load_recipe
+
+
+def test_builtin_recipe_extends_and_component_reset():
+    raw = load_recipe("dr_grpo")
+    assert raw["advantage"] == {"name": "dr_grpo"}          # grpo's eps did not leak into dr_grpo
+    assert raw["objective"]["eps_low"] == 0.2                # inherited from grpo
+    cfg = load_config("dr_grpo", ["model.path=/tmp/x"])
+    assert cfg.aggregation.component_name == "seq_sum_const"
+    assert cfg.raw["kl"] == {"name": "none", "coef": 0.0}
+
+
+def test_overrides_types_and_component_switch():
+    cfg = load_config("grpo", ["model.path=/m", "train.lr=3e-4", "advantage.name=rloo", "objective.eps_high=0.28",
+                               "task.levels=[2,4]", "rewards.0.weight=2"])
+    assert cfg.train.lr == 3e-4 and isinstance(cfg.train.lr, float)
+    assert cfg.advantage.component_name == "rloo"
+    assert cfg.objective.eps_high == 0.28
+    assert cfg.task.levels == (2, 4)
+    assert cfg.raw["rewards"][0]["weight"] == 2
+
+
+def test_user_recipe_file_extends_builtin(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("extends: grpo\nname: mine\ngeneration: {group_size: 4}\nmodel: {path: /m}\n")
+    cfg = load_config(str(p))
+    assert cfg.name == "mine" and cfg.generation.group_size == 4 and cfg.generation.prompts_per_step == 16
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["trian.lr=1"], "unknown key 'trian' (did you mean 'train'?)"),
+    (["train.lrr=1"], "unknown key 'train.lrr' (did you mean 'train.lr'?)"),
+    (["train.lr=abc"], "train.lr: expected a number, got 'abc'"),
+    (["advantage.epz=1"], "unknown parameter 'advantage.epz' for advantage 'grpo' (did you mean 'eps'?)"),
+    (["advantage.name=grpoo"], "unknown advantage 'grpoo' (did you mean 'grpo'?)"),
+    (["generation.group_size=0"], "generation.group_size must be >= 1"),
+    (["train.schedule=cosin"], "did you mean 'cosine'?"),
+    (["rewards.0.name=corect"], "did you mean 'correct'?"),
+    (["train"], "must look like key.sub=value"),
+])
+def test_errors_are_one_line_and_name_the_key(overrides, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config("grpo", ["model.path=/m", *overrides])
+    msg = str(e.value)
+    assert needle in msg and "\n" not in msg
+
+
+def test_missing_model_path_and_missing_recipe(tmp_path):
+    with pytest.raises(ConfigError, match="model.path is required"):
+        load_config("grpo")
+    with pytest.raises(ConfigError, match="recipe 'grpp' not found.*did you mean 'grpo'"):
+        load_config("grpp")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {lr: [1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: invalid YAML"):
+        load_config(str(bad))
+    cyc = tmp_path / "a.yaml"
+    cyc.write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(str(cyc))
+
+
+def test_apply_overrides_does_not_mutate_input():
+    base = {"train": {"lr": 1.0}}
+    out = apply_overrides(base, ["train.lr=2"])
+    assert base["train"]["lr"] == 1.0 and out["train"]["lr"] == 2

@@ -1,0 +1,57 @@
+"""Generation: the shared-prefix sampler against transformers' generate, masks, truncation."""
+import torch
+
+from groupo.model.load import eos_ids
+from groupo.rollout import generate
+from groupo.rollout.hf import sample_next
+
+
+def _prompts(tok):
+    qs = ["1+2=", "12+33+4=", "b=-a;a=+1;?b"]
+    return [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+            for q in qs]
+
+
+def test_shared_prefix_greedy_equals_reference_generate(tiny):
+    model, tok = tiny
+    ps = _prompts(tok)
+    fast = generate(model, tok, ps, [3, 1, 2], 10, eos_ids(tok, model), temperature=0)
+    ref = generate(model, tok, ps, [3, 1, 2], 10, eos_ids(tok, model), temperature=0, backend="reference")
+    assert fast.group.tolist() == [0, 0, 0, 1, 2, 2]
+    assert torch.equal(fast.completion_ids, ref.completion_ids)
+    assert torch.equal(fast.completion_mask, ref.completion_mask)
+    assert fast.texts == ref.texts
+
+
+def test_eos_mask_and_truncation(tiny):
+    model, tok = tiny
+    eos = tok.eos_token_id
+    # make EOS the argmax after the first token by forcing it through the eos list: any token id
+    ps = _prompts(tok)[:1]
+    first = generate(model, tok, ps, [1], 1, [eos], temperature=0).completion_ids[0, 0].item()
+    r = generate(model, tok, ps, [2], 6, [first], temperature=0)   # first greedy token counts as EOS
+    assert r.completion_ids.shape[1] == 1 and r.completion_mask.tolist() == [[1], [1]]
+    assert r.truncated.tolist() == [False, False]
+    r = generate(model, tok, ps, [2], 4, [eos], temperature=0)
+    if not (r.completion_ids == eos).any():
+        assert r.truncated.all() and r.completion_mask.sum().item() == 8
+
+
+def test_sampling_is_reproducible_with_generator(tiny):
+    model, tok = tiny
+    ps = _prompts(tok)
+    a = generate(model, tok, ps, [4] * 3, 8, eos_ids(tok, model), 1.0, 0.9, 20, torch.Generator().manual_seed(3))
+    b = generate(model, tok, ps, [4] * 3, 8, eos_ids(tok, model), 1.0, 0.9, 20, torch.Generator().manual_seed(3))
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    # tokens after the first EOS are padding and masked out
+    m = a.completion_mask
+    assert (a.completion_ids[m == 0] == tok.pad_token_id).all()
+
+
+def test_top_k_and_top_p_restrict_support():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]]).repeat(2000, 1)
+    g = torch.Generator().manual_seed(0)
+    assert set(sample_next(logits, 1.0, 2, 1.0, g).tolist()) <= {0, 1}
+    # softmax = [.644,.237,.087,.032]: top_p .7 keeps tokens 0 and 1 (the one crossing .7 is kept)
+    assert set(sample_next(logits, 1.0, 0, 0.7, g).tolist()) == {0, 1}
+    assert sample_next(logits[:1], 0.0, 0, 1.0, g).item() == 0
