@@ -2,7 +2,7 @@
 
 The demo and the tests need a real Hugging Face model directory without any download:
 ``build_tiny(path)`` writes a Llama-style config with random weights (about 1M
-parameters) and a ``tokenizers`` character-level tokenizer with ChatML special tokens,
+parameters) and a ``tokenizers`` character-level tokenizer with single-token chat roles,
 answer tags as single tokens, and a chat template, via ``save_pretrained``. The result
 loads with plain ``AutoModelForCausalLM`` / ``AutoTokenizer``.
 """
@@ -13,16 +13,20 @@ from pathlib import Path
 
 import torch
 
-SPECIAL = ["<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|unk|>"]
+SPECIAL = ["<|pad|>", "<|endoftext|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|unk|>"]
 TAGS = ["<answer>", "</answer>", "<think>", "</think>"]
+# Roles are single special tokens. Spelled out character by character (ChatML's
+# "<|im_start|>assistant"), their letters act as distractors for a character-level model
+# that must look up variable names: LEGO warm start stayed at chance with ChatML markup
+# and reached 100% in 500 steps without it (measured; see docs/demo.md).
 CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
 
 def build_tokenizer():
-    """Character-level fast tokenizer (printable ASCII + newline), ChatML markup."""
+    """Character-level fast tokenizer (printable ASCII + newline), role tokens, chat template."""
     from tokenizers import Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
 
@@ -32,8 +36,8 @@ def build_tokenizer():
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|unk|>"))
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|im_end|>", bos_token=None,
-        unk_token="<|unk|>", additional_special_tokens=["<|im_start|>", "<|endoftext|>"],
+        tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|end|>", bos_token=None,
+        unk_token="<|unk|>", additional_special_tokens=["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>"],
     )
     fast.add_tokens(TAGS)
     fast.chat_template = CHAT_TEMPLATE

@@ -1,0 +1,82 @@
+"""The training loop in-process: num_iterations > 1, KL to a reference, zero-variance
+refill, micro-batches, non-finite guards, checkpoint atomicity."""
+import json
+import os
+
+import pytest
+import torch
+
+from groupo.config import load_config
+from groupo.train import checkpoint as ckpt
+from groupo.train.loop import train
+
+
+def _cfg(tiny_dir, *over):
+    return load_config("demo", [f"model.path={tiny_dir}", "model.tiny=false", "model.threads=1",
+                                "generation.group_size=4", "generation.prompts_per_step=3",
+                                "generation.max_new_tokens=5", "train.steps=2", "warmstart.steps=0",
+                                "task.eval_size=8", "eval.n=8", "eval.before=false", "eval.after=false",
+                                "log.tensorboard=false", "checkpoint.every=0", *over])
+
+
+def _metrics(run_dir):
+    return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _varied_reward(tmp_path):
+    """A reward with within-group variance even for a random model (completion length mod 3)."""
+    f = tmp_path / "varied.py"
+    f.write_text("def reward(completions, **kw):\n    return [float(len(c) % 3) for c in completions]\n")
+    return f"rewards=[{{name: python, path: {f}}}]"
+
+
+def test_num_iterations_and_kl_reference(tiny_dir, tmp_path):
+    cfg = _cfg(tiny_dir, _varied_reward(tmp_path), "train.num_iterations=2", "kl.name=k3", "kl.coef=0.1", "train.lr=1e-2",
+               "train.micro_batches=2", "advantage.name=dr_grpo", "aggregation.name=seq_sum_const")
+    train(cfg, tmp_path / "run")
+    rows = _metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [1, 2]
+    # the reference is the initial model, so step 1's KL (first iteration) is 0 and step 2's is positive
+    assert rows[0]["kl/mean"] == pytest.approx(0.0, abs=1e-6)
+    assert rows[1]["kl/mean"] > 0
+    w0 = torch.load(tmp_path / "run/checkpoints/step_2/state.pt", weights_only=False)["scheduler"]
+    assert w0["last_epoch"] == 4          # 2 steps x 2 iterations = 4 optimizer updates
+
+
+def test_zero_variance_refill_keeps_only_informative_groups(tiny_dir, tmp_path):
+    cfg = _cfg(tiny_dir, _varied_reward(tmp_path), "filter.name=zero_variance", "filter.refill=true",
+               "filter.max_rounds=2", "generation.temperature=2.0")
+    train(cfg, tmp_path / "run")
+    for r in _metrics(tmp_path / "run"):
+        assert 1 <= r["filter/rounds"] <= 3
+        assert r["filter/kept_groups"] <= 3
+        assert r["rows/trained"] == 4 * r["filter/kept_groups"]
+
+
+def test_nonfinite_reward_rows_are_not_trained(tiny_dir, tmp_path):
+    reward_file = tmp_path / "r.py"
+    reward_file.write_text("def reward(completions, **kw):\n    return [None] * len(completions)\n")
+    cfg = _cfg(tiny_dir, "rewards=[{name: python, path: %s}]" % reward_file)
+    train(cfg, tmp_path / "run")
+    rows = _metrics(tmp_path / "run")
+    assert all(r["rows/trained"] == 0 and r["reward/skipped"] == 12 for r in rows)
+
+
+def test_checkpoint_save_failure_keeps_previous(tiny, tmp_path, monkeypatch):
+    model, tok = tiny
+    ckpt.save(tmp_path, 1, model, tok, {"x": 1})
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(ckpt.CheckpointError, match="No space left on device.*previous checkpoints are intact"):
+        ckpt.save(tmp_path, 2, model, tok, {"x": 2})
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [1]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["step_1"]     # no partial directory left
+    assert ckpt.load_state(ckpt.latest(tmp_path)[1]) == {"x": 1}
+
+
+def test_checkpoint_keep_prunes_oldest(tiny, tmp_path):
+    model, tok = tiny
+    for s in (1, 2, 3):
+        ckpt.save(tmp_path, s, model, tok, {"s": s}, keep=2)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [2, 3]
