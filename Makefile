@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 demo: setup
-	$(BIN)/groupo demo
+	$(BIN)/groupo demo --force
 
 test: setup
 	$(BIN)/python -m pytest

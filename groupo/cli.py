@@ -75,6 +75,14 @@ def cmd_train(args, recipe: str | None, base: dict | None = None) -> int:
     if (run_dir / "checkpoints").exists() and not args.resume and not args.force:
         raise _user_errors()[0](f"run directory {run_dir} already has checkpoints; "
                                 f"add --resume to continue it, --force to start over, or --out for a new one")
+    if args.force and not args.resume:
+        import shutil
+
+        stale = ["checkpoints", "init", "tb", "plots"]
+        if cfg.model.tiny and Path(cfg.model.path) == run_dir / "model":
+            stale.append("model")      # the tiny model is rebuilt from the seed
+        for name in stale:
+            shutil.rmtree(run_dir / name, ignore_errors=True)
     console = _console()
     progress = RichProgress(console, cfg.warmstart.steps) if cfg.log.progress and sys.stdout.isatty() else None
     if progress is None:
@@ -194,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted config overrides")
         sp.add_argument("--out", help="run directory (default runs/<name>)")
         sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-        sp.add_argument("--force", action="store_true", help="start over even if the run directory has checkpoints")
+        sp.add_argument("--force", action="store_true", help="start over: delete the run directory's checkpoints first")
 
     sp = sub.add_parser("demo", help="offline tiny-model demo: warm start, GRPO, eval before/after, report")
     run_opts(sp)

@@ -117,3 +117,30 @@ def test_list_shows_components_and_defaults():
     r = groupo("list")
     assert "ppo_clip" in r.stdout and "recipes:" in r.stdout and "demo" in r.stdout
     assert "usage" in groupo("train", "--help").stdout
+
+
+def test_ctrl_c_saves_last_finished_step_and_resume_completes(recipe, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "groupo", "train", str(recipe), "--out", str(out), "train.steps=200",
+           "checkpoint.every=0", "eval.before=false", "eval.after=false"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    logged = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
+    saved = sorted(int(d.name.split("_")[1]) for d in (out / "checkpoints").iterdir() if d.name.startswith("step_"))
+    assert saved == [logged[-1]], (saved, logged)
+    assert "interrupted; saved step" in stdout
+    r = groupo("train", recipe, "--out", out, "--resume", f"train.steps={logged[-1] + 2}",
+               "checkpoint.every=0", "eval.before=false", "eval.after=false")
+    assert f"(step {logged[-1]})" in r.stdout
+    steps = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
+    assert steps == list(range(1, logged[-1] + 3))

@@ -104,6 +104,7 @@ def collect(run, step_rng, gen) -> Collected:
         keep &= torch.isin(roll.group, kept_groups)
     rows = keep.nonzero().squeeze(1)
     metrics = _metrics(full, rewards, cfg.rewards.names, comp)
+    metrics.update(_group_accuracy(all_items, correct))
     metrics.update({"time/gen": t_gen, "time/score": t_score, "filter/rounds": rounds + 1,
                     "filter/kept_groups": int(torch.unique(roll.group[keep]).numel()),
                     "rows/trained": int(rows.numel()), "rows/generated": full.n,
@@ -120,6 +121,14 @@ def _correct(run, comp, texts, items) -> torch.Tensor:
     from ..rewards.verify import verify
 
     return torch.tensor([float(verify(t, it.answer, it.kind) >= 1.0) for t, it in zip(texts, items)])
+
+
+def _group_accuracy(items, correct: torch.Tensor) -> dict:
+    """Training accuracy per task group label (difficulty level or family): ``acc/group/<label>``."""
+    sums: dict[str, list[float]] = {}
+    for it, c in zip(items, correct.tolist()):
+        sums.setdefault(it.group, []).append(c)
+    return {f"acc/group/{g}": sum(v) / len(v) for g, v in sorted(sums.items())}
 
 
 def _metrics(b: Batch, rewards: torch.Tensor, names, comp) -> dict:
