@@ -180,17 +180,24 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
 
 
 def _update(run: Run, col, opt, sched, ref_model) -> dict:
-    """Advantages, then num_iterations optimizer updates on the collected batch."""
+    """Shaping, advantages and weights, then num_iterations optimizer updates on the batch."""
     cfg, t, g = run.cfg, run.cfg.train, run.cfg.generation
-    res = cfg.advantage(col.batch)
-    keep = res.keep
-    weights = cfg.aggregation(col.rollout.completion_mask, keep, g.max_new_tokens) * res.weights[:, None]
-    dev = col.rollout.completion_ids.device
-    d = StepData(col.rollout.prompt_ids, col.rollout.prompt_mask, col.rollout.completion_ids,
-                 col.rollout.completion_mask, res.advantages.to(torch.float32).to(dev), weights.to(dev))
+    r, batch = col.rollout, col.batch
+    shaping, weighting = cfg.components.get("shaping"), cfg.components.get("weighting")
     temp = g.temperature if g.temperature > 0 else 1.0
-    if t.num_iterations > 1:
-        d.old_logp = logprobs_all(run.model, d, t.micro_batches, temp)
+    d = StepData(r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask, group=batch.group,
+                 correct=batch.correct)
+    if t.num_iterations > 1 or getattr(shaping, "needs_logp", False):
+        d.old_logp = logprobs_all(run.model, d, t.micro_batches, temp)       # [N, T] under pi_old
+        batch.extra["seq_logp"] = (d.old_logp * r.completion_mask).sum(1) / r.completion_mask.sum(1).clamp(min=1)
+    if shaping is not None:
+        batch = shaping(batch)
+    res = cfg.advantage(batch)
+    keep = res.keep & batch.extra.get("keep", torch.ones_like(res.keep))
+    row_w = res.weights * (weighting(batch, res) if weighting is not None else 1.0)   # [N]
+    weights = cfg.aggregation(r.completion_mask.cpu(), keep, g.max_new_tokens) * row_w[:, None]   # [N, T]
+    dev = r.completion_ids.device
+    d.advantages, d.token_weights = res.advantages.to(torch.float32).to(dev), weights.to(dev)
     if ref_model is not None:
         d.ref_logp = logprobs_all(ref_model, d, t.micro_batches, temp)
     a = res.advantages[keep] if keep.any() else res.advantages

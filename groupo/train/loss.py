@@ -21,10 +21,12 @@ class StepData:
     prompt_mask: torch.Tensor      # [N, Lp]
     completion_ids: torch.Tensor   # [N, T]
     completion_mask: torch.Tensor  # [N, T]
-    advantages: torch.Tensor       # [N]
-    token_weights: torch.Tensor    # [N, T] aggregation weights (0 for rows not trained)
-    old_logp: torch.Tensor | None = None  # [N, T] when num_iterations > 1
+    advantages: torch.Tensor | None = None     # [N]
+    token_weights: torch.Tensor | None = None  # [N, T] aggregation weights (0 for rows not trained)
+    old_logp: torch.Tensor | None = None  # [N, T] when num_iterations > 1 (or shaping needs it)
     ref_logp: torch.Tensor | None = None  # [N, T] when a KL penalty is on
+    group: torch.Tensor | None = None     # [N] group ids (full-batch objectives such as DisCO)
+    correct: torch.Tensor | None = None   # [N] task correctness 0/1
 
 
 def micro_slices(n: int, k: int) -> list[slice]:
@@ -59,6 +61,8 @@ def logprobs_all(model, d: StepData, micro_batches: int, temperature: float) -> 
 def accumulate_loss(model, d: StepData, objective, kl, micro_batches: int, temperature: float,
                     with_entropy: bool = True) -> dict:
     """Forward + backward over micro-batches; returns step metrics (gradients are left in .grad)."""
+    if getattr(objective, "full_batch", False):
+        return _full_batch_loss(model, d, objective, kl, temperature, with_entropy)
     sums = {"loss": 0.0}
     tok_sums: dict[str, float] = {}
     n_tok = 0.0
@@ -88,4 +92,30 @@ def accumulate_loss(model, d: StepData, objective, kl, micro_batches: int, tempe
     out = dict(sums)
     for k, v in tok_sums.items():
         out[k] = v / max(n_tok, 1.0)
+    return out
+
+
+def _full_batch_loss(model, d: StepData, objective, kl, temperature: float, with_entropy: bool) -> dict:
+    """Objectives whose loss is not a sum over tokens (DisCO's log-sum-exp over a group's
+    negatives and its squared-hinge KL over the batch) see every row at once; the rows
+    with token weight 0 (filtered or dropped) are excluded. micro_batches does not apply."""
+    rows = (d.token_weights.sum(1) > 0).nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return {"loss": 0.0}
+    sl = rows
+    mask = d.completion_mask[sl].float()
+    logp, ent = completion_logprobs(model, d.prompt_ids[sl], d.prompt_mask[sl], d.completion_ids[sl],
+                                    d.completion_mask[sl], temperature, with_entropy=with_entropy)
+    old = d.old_logp[sl] if d.old_logp is not None else logp.detach()
+    loss, metrics = objective.batch_loss(logp, old, mask, d.group[sl], d.correct[sl])
+    out = dict(metrics)
+    if d.ref_logp is not None and kl.coef != 0.0:
+        kl_tok = kl(logp, d.ref_logp[sl])
+        w = d.token_weights[sl].to(torch.float32)
+        loss = loss + kl.coef * (w * kl_tok).sum()
+        out["kl/mean"] = float((kl_tok.detach() * mask).sum() / mask.sum().clamp(min=1))
+    if ent is not None:
+        out["entropy/mean"] = float((ent * mask).sum() / mask.sum().clamp(min=1))
+    loss.backward()
+    out["loss"] = float(loss.detach())
     return out
