@@ -1,0 +1,27 @@
+"""Every built-in recipe validates and trains 2 steps on the tiny model through the CLI entry point."""
+import json
+
+import pytest
+
+from groupo.cli import main
+from groupo.config import load_config, recipe_names
+
+SMALL = ["model.tiny=false", "model.threads=1", "generation.group_size=4", "generation.prompts_per_step=2",
+         "generation.max_new_tokens=4", "train.steps=2", "train.micro_batches=2", "warmstart.steps=0",
+         "task.name=lego", "task.eval_size=4", "eval.n=4", "eval.before=false", "eval.after=false",
+         "log.tensorboard=false", "log.progress=false", "checkpoint.every=0"]
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_recipe_validates(name, tiny_dir):
+    cfg = load_config(name, [f"model.path={tiny_dir}"])
+    assert cfg.raw["advantage"]["name"] and cfg.raw["objective"]["name"]
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_recipe_trains_two_steps(name, tiny_dir, tmp_path):
+    out = tmp_path / name
+    assert main(["train", name, "--out", str(out), f"model.path={tiny_dir}", *SMALL]) == 0
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert (out / "checkpoints/step_2/model.safetensors").exists()
