@@ -109,6 +109,7 @@ COMPONENT_SECTIONS = {  # section -> (axis, default component)
     "task": ("task", "arithmetic"), "template": ("template", "chat"), "sampler": ("sampler", "uniform"),
     "advantage": ("advantage", "grpo"), "objective": ("objective", "ppo_clip"), "kl": ("kl", "none"),
     "aggregation": ("aggregation", "seq_mean_token_mean"), "filter": ("filter", "none"),
+    "shaping": ("shaping", "none"), "weighting": ("weighting", "uniform"),
 }
 SCALARS = {"name": (str, "run"), "seed": (int, 0), "out": (str, ""), "description": (str, "")}
 TOP_KEYS = list(SCALARS) + list(PLAIN_SECTIONS) + list(COMPONENT_SECTIONS) + ["rewards", "extends"]
@@ -372,6 +373,12 @@ def _check_values(cfg: Config) -> None:
     need(cfg.model.device in ("auto", "cpu", "cuda"), f"model.device must be auto, cpu or cuda, got {cfg.model.device!r}")
     need(cfg.model.path or cfg.model.tiny, "model.path is required (a local Hugging Face model directory), e.g. model.path=./my-model")
     need(cfg.checkpoint.every >= 0 and cfg.checkpoint.keep >= 1, "checkpoint.every must be >= 0 and checkpoint.keep >= 1")
+    for section, comp in cfg.components.items():   # components that depend on other sections
+        if hasattr(comp, "check_config"):
+            try:
+                comp.check_config(cfg)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
 
 
 def load_config(recipe: str | None, overrides: list[str] | None = None, base: dict | None = None) -> Config:

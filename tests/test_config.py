@@ -67,3 +67,8 @@ def test_apply_overrides_does_not_mutate_input():
     base = {"train": {"lr": 1.0}}
     out = apply_overrides(base, ["train.lr=2"])
     assert base["train"]["lr"] == 1.0 and out["train"]["lr"] == 2
+
+
+def test_cross_section_check_runs_before_training():
+    with pytest.raises(ConfigError, match="shaping.cache=64 exceeds the length limit 32"):
+        load_config("dapo", ["model.path=/m", "generation.max_new_tokens=32"])

@@ -46,3 +46,19 @@ class ZeroVariance:
     def __call__(self, batch: Batch) -> torch.Tensor:
         x = batch.rewards if self.metric == "reward" or batch.correct is None else batch.correct
         return ~ops.all_equal(x.to(torch.float64), batch.group)
+
+
+@register("filter", "all_correct")
+@dataclass(frozen=True)
+class AllCorrect:
+    """Drop only the groups in which every completion is correct (NGRPO's
+    ``filter_groups.strategy=all_correct``, arXiv 2509.18851 §3): all-wrong groups stay,
+    because NGRPO's virtual maximum-reward sample gives them a negative advantage."""
+
+    refill: bool = False
+    max_rounds: int = 3
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        x = batch.correct if batch.correct is not None else batch.rewards
+        x = x.to(torch.float64)
+        return ~(ops.all_equal(x, batch.group) & (ops.group_min(x, batch.group) >= 1.0))
