@@ -77,7 +77,7 @@ class GSPO:
 
 @register("objective", "gspo_token")
 @dataclass(frozen=True)
-class GSPOToken:
+class GSPOToken(GSPO):
     """GSPO-token (arXiv 2507.18071 §4.3; verl, Tinker): the token ratio
 
         s_{i,t} = sg[s_i] * pi(o_{i,t}) / sg[pi(o_{i,t})] = exp(logp - sg(logp) + sg(log s_i))
@@ -86,13 +86,6 @@ class GSPOToken:
     per sequence (this library's adv [N]) it gives the same loss value and gradient as
     ``gspo`` under ``seq_mean_token_mean``; the clip decision is also per sequence.
     """
-
-    eps_low: float = 3e-4
-    eps_high: float = 4e-4
-    log_ratio_max: float = 10.0
-
-    def __post_init__(self):
-        _check_eps(self.eps_low, self.eps_high)
 
     def __call__(self, logp, old_logp, adv, mask):
         log_s = _seq_log_ratio(logp, old_logp, mask).detach()[:, None]                  # [N, 1]
