@@ -23,5 +23,7 @@ class Uniform:
     def __call__(self, task, rng: random.Random, n: int, state: dict) -> list[Item]:
         return [task.sample_train(rng) for _ in range(n)]
 
-    def update(self, state: dict, items: list[Item], correct: list[float]) -> None:
-        """Observe per-prompt accuracy after a step (stateful samplers use it)."""
+    def update(self, state: dict, items: list[Item], correct: list[list[float]]) -> None:
+        """Observe the step's results: every prompt generated (all refill rounds) and the
+        0/1 correctness of each of its completions. Stateful samplers update ``state``
+        (a JSON-serialisable dict saved in checkpoints)."""

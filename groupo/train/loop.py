@@ -143,7 +143,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
                 if bad_steps > t.max_nonfinite:
                     raise TrainingError(f"{bad_steps} consecutive steps with non-finite loss or gradients; "
                                         f"lower train.lr or check the rewards (last checkpoint kept)")
-            cfg.sampler.update(run.sampler_state, col.items, col.batch.correct.tolist() if col.batch.n else [])
+            cfg.sampler.update(run.sampler_state, col.prompt_items, col.prompt_correct)
             m["lr"] = sched.get_last_lr()[0]
             m["time/step"] = time.perf_counter() - t0
             m["tokens_per_s"] = m["tokens/generated"] / max(m["time/step"], 1e-9)

@@ -22,6 +22,8 @@ class Collected:
     rollout: Rollout          # training rows only (same order as batch)
     items: list               # [N] task item of each training row
     metrics: dict
+    prompt_items: list        # every prompt generated this step (all rounds), in order
+    prompt_correct: list      # [[0/1 per completion] per prompt], aligned with prompt_items
 
 
 def _pad_cat(tensors: list[torch.Tensor], value, left: bool) -> torch.Tensor:
@@ -109,7 +111,14 @@ def collect(run, step_rng, gen) -> Collected:
                     "filter/kept_groups": int(torch.unique(roll.group[keep]).numel()),
                     "rows/trained": int(rows.numel()), "rows/generated": full.n,
                     "tokens/generated": int(roll.completion_mask.sum())})
-    return Collected(full.select(rows), select_rows(roll, rows), [all_items[i] for i in rows.tolist()], metrics)
+    per_prompt: dict[int, list[float]] = {}
+    first_row: dict[int, int] = {}
+    for i, (gid, c) in enumerate(zip(roll.group.tolist(), correct.tolist())):
+        per_prompt.setdefault(gid, []).append(c)
+        first_row.setdefault(gid, i)
+    order = sorted(per_prompt)
+    return Collected(full.select(rows), select_rows(roll, rows), [all_items[i] for i in rows.tolist()], metrics,
+                     [all_items[first_row[g]] for g in order], [per_prompt[g] for g in order])
 
 
 def _correct(run, comp, texts, items) -> torch.Tensor:
