@@ -42,6 +42,7 @@ class Run:
     tokenizer: object = None
     eos_ids: list = field(default_factory=list)
     sampler_state: dict = field(default_factory=dict)
+    alloc_state: dict = field(default_factory=dict)
     dirty: bool = False       # an optimizer update of the current step has been applied
 
 
@@ -109,6 +110,8 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     run.sampler_state = cfg.sampler.init_state()
+    if "allocation" in cfg.components:
+        run.alloc_state = cfg.components["allocation"].init_state()
     if last is not None:
         start, state = last[0], ckpt.load_state(last[1])
         opt.load_state_dict(state["optimizer"])
@@ -117,11 +120,13 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         gen.set_state(state["gen_rng"])
         torch.random.set_rng_state(state["torch_rng"])
         run.sampler_state = state["sampler"]
+        run.alloc_state = state.get("allocation", {})
         say(f"resumed from {last[1]} (step {start})")
 
     def snapshot():
         return {"py_rng": step_rng.getstate(), "gen_rng": gen.get_state(), "torch_rng": torch.random.get_rng_state(),
-                "sampler": json.loads(json.dumps(run.sampler_state))}
+                "sampler": json.loads(json.dumps(run.sampler_state)),
+                "allocation": json.loads(json.dumps(run.alloc_state))}
 
     def save(step, snap):
         state = {**snap, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}
@@ -135,7 +140,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     try:
         for step in range(start + 1, t.steps + 1):
             t0 = time.perf_counter()
-            col = collect(run, step_rng, gen)
+            col = collect(run, step_rng, gen, step)
             m = dict(col.metrics)
             if col.batch.n:
                 m.update(_update(run, col, opt, sched, ref_model))
@@ -144,6 +149,8 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
                     raise TrainingError(f"{bad_steps} consecutive steps with non-finite loss or gradients; "
                                         f"lower train.lr or check the rewards (last checkpoint kept)")
             cfg.sampler.update(run.sampler_state, col.prompt_items, col.prompt_correct)
+            if "allocation" in cfg.components:
+                cfg.components["allocation"].update(run.alloc_state, col.prompt_items, col.prompt_correct)
             m["lr"] = sched.get_last_lr()[0]
             m["time/step"] = time.perf_counter() - t0
             m["tokens_per_s"] = m["tokens/generated"] / max(m["time/step"], 1e-9)

@@ -63,17 +63,28 @@ def select_rows(r: Rollout, rows: torch.Tensor) -> Rollout:
                    r.truncated[rows], r.group[rows], [r.texts[i] for i in rl])
 
 
-def collect(run, step_rng, gen) -> Collected:
+def render_prompts(template, items, tokenizer, step: int, offset: int) -> list[str]:
+    """One prompt text per item (all rollouts of a prompt share it). Templates that draw a
+    variant per prompt (prompt augmentation) are keyed on (step, index in the step)."""
+    if hasattr(template, "choose"):
+        return [template.render(it.question, tokenizer, template.choose(step, offset + j)) for j, it in enumerate(items)]
+    return [template(it.question, tokenizer) for it in items]
+
+
+def collect(run, step_rng, gen, step: int = 0) -> Collected:
     """Sample, generate, score and filter until the step has its prompts (or rounds run out)."""
     cfg, g = run.cfg, run.cfg.generation
     filt = cfg.components["filter"]
-    parts, all_items, comps, t_gen, t_score = [], [], [], 0.0, 0.0
+    parts, all_items, comps, t_gen, t_score, n_prompts = [], [], [], 0.0, 0.0, 0
     rounds, need, valid_groups = 0, g.prompts_per_step, 0
     while True:
         items = cfg.sampler(cfg.task, step_rng, need, run.sampler_state)
-        prompts = [cfg.template(it.question, run.tokenizer) for it in items]
+        prompts = render_prompts(cfg.template, items, run.tokenizer, step, n_prompts)
+        n_prompts += len(items)
+        alloc = cfg.components.get("allocation")
+        sizes = alloc(items, g.group_size, run.alloc_state) if alloc is not None else [g.group_size] * len(items)
         t0 = time.perf_counter()
-        roll = generate(run.model, run.tokenizer, prompts, [g.group_size] * len(items), g.max_new_tokens,
+        roll = generate(run.model, run.tokenizer, prompts, sizes, g.max_new_tokens,
                         run.eos_ids, g.temperature, g.top_p, g.top_k, gen, backend=g.backend)
         t_gen += time.perf_counter() - t0
         t0 = time.perf_counter()
