@@ -120,6 +120,8 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
     metrics.update(_group_accuracy(all_items, correct))
     metrics.update({"time/gen": t_gen, "time/score": t_score, "filter/rounds": rounds + 1,
                     "filter/kept_groups": int(torch.unique(roll.group[keep]).numel()),
+                    # groups missing after the last refill round: the step trains on what it has
+                    "filter/short": max(0, g.prompts_per_step - int(torch.unique(roll.group[keep]).numel())),
                     "rows/trained": int(rows.numel()), "rows/generated": full.n,
                     "tokens/generated": int(roll.completion_mask.sum())})
     per_prompt: dict[int, list[float]] = {}
