@@ -393,5 +393,5 @@ def describe_component(axis: str, name: str) -> str:
     parts = []
     for k, (typ, default) in params_of(cls).items():
         t = getattr(typ, "__name__", str(typ)).replace("typing.", "")
-        parts.append(f"{k}: {t} = {default!r}")
+        parts.append(f"{k}: {t} (required)" if default is dataclasses.MISSING else f"{k}: {t} = {default!r}")
     return ", ".join(parts)

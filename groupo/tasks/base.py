@@ -57,6 +57,30 @@ class Task:
     def describe(self) -> str:
         return f"{getattr(self, 'component_name', type(self).__name__)} (seed {self.seed})"
 
+    def train_pool(self, size: int, seed: int = 0) -> list[Item]:
+        """A fixed, seeded list of distinct training items (unique by normalised
+        question, none in the eval set), for samplers that keep per-prompt statistics
+        and draw by index. Computed once per (size, seed) and cached on the instance."""
+        cache = self.__dict__.setdefault("_train_pools", {})
+        key = (int(size), int(seed))
+        if key not in cache:
+            pool = tuple(self._build_pool(int(size), int(seed)))
+            if not pool:
+                name = getattr(self, "component_name", type(self).__name__)
+                raise TaskError(f"{name}: could not build a training pool of {size} items")
+            cache[key] = pool
+        return list(cache[key])
+
+    def _build_pool(self, size: int, seed: int) -> list[Item]:
+        """Default pool: distinct ``sample_train`` draws from an RNG seeded by (task, seed)."""
+        name = getattr(self, "component_name", type(self).__name__)
+        rng = random.Random(f"groupo-pool-{name}-{self.seed}-{seed}")
+        seen, out, tries = set(self.eval_keys), [], 0
+        while len(out) < size and tries < 20 * size + 100:
+            tries += 1
+            out.extend(dedupe([self.sample_train(rng)], seen))
+        return out
+
     # -- shared helpers -----------------------------------------------------------
     @cached_property
     def _eval(self) -> tuple[Item, ...]:
@@ -128,6 +152,24 @@ class GeneratedTask(Task):
         if self.eval_size > 0 and not out:
             raise TaskError(f"{name}: could not generate any eval item")
         return out
+
+    def _build_pool(self, size: int, seed: int) -> list[Item]:
+        """``size`` distinct training items spread evenly over ``levels`` (a level whose
+        item space runs out gives what it has), interleaved, none in the eval set."""
+        name = getattr(self, "component_name", type(self).__name__)
+        rng = random.Random(f"groupo-pool-{name}-{self.seed}-{seed}")
+        k = len(self.levels)
+        counts = [size // k + (1 if i < size % k else 0) for i in range(k)]
+        seen: set[str] = set(self.eval_keys)
+        per_level: list[list[Item]] = []
+        for level, want in zip(self.levels, counts):
+            got: list[Item] = []
+            tries = 0
+            while len(got) < want and tries < 20 * want + 100:
+                tries += 1
+                got.extend(dedupe([self.generate(rng, level)], seen))
+            per_level.append(got)
+        return [lv[i] for i in range(max(map(len, per_level), default=0)) for lv in per_level if i < len(lv)]
 
     def sample_train(self, rng: random.Random) -> Item:
         keys = self.eval_keys

@@ -125,6 +125,15 @@ class Jsonl(Task):
     def train_items(self) -> list[Item]:
         return list(self._splits[0])
 
+    def _build_pool(self, size: int, seed: int) -> list[Item]:
+        """All training items (file order) if ``size`` is 0 or covers them, else the
+        first ``size`` after a shuffle seeded by (task seed, seed)."""
+        train = list(self._splits[0])
+        if size <= 0 or size >= len(train):
+            return train
+        random.Random(f"groupo-jsonl-pool-{self.seed}-{seed}").shuffle(train)
+        return train[:size]
+
     def sample_train(self, rng: random.Random) -> Item:
         train = self._splits[0]
         return train[rng.randrange(len(train))]
