@@ -109,7 +109,7 @@ COMPONENT_SECTIONS = {  # section -> (axis, default component)
     "task": ("task", "arithmetic"), "template": ("template", "chat"), "sampler": ("sampler", "uniform"),
     "advantage": ("advantage", "grpo"), "objective": ("objective", "ppo_clip"), "kl": ("kl", "none"),
     "aggregation": ("aggregation", "seq_mean_token_mean"), "filter": ("filter", "none"),
-    "shaping": ("shaping", "none"), "weighting": ("weighting", "uniform"),
+    "shaping": ("shaping", "none"), "weighting": ("weighting", "uniform"), "allocation": ("allocation", "fixed"),
 }
 SCALARS = {"name": (str, "run"), "seed": (int, 0), "out": (str, ""), "description": (str, "")}
 TOP_KEYS = list(SCALARS) + list(PLAIN_SECTIONS) + list(COMPONENT_SECTIONS) + ["rewards", "extends"]

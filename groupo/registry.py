@@ -179,7 +179,7 @@ def _ensure_loaded() -> None:
         "groupo.algo.advantage", "groupo.algo.objective", "groupo.algo.kl", "groupo.algo.aggregation",
         "groupo.algo.filter", "groupo.algo.advantage_zoo", "groupo.algo.advantage_zoo2", "groupo.algo.weighting",
         "groupo.algo.aggregation_zoo", "groupo.algo.objective_zoo", "groupo.algo.shaping",
-        "groupo.tasks", "groupo.rewards", "groupo.sampler",
+        "groupo.tasks", "groupo.rewards", "groupo.sampler", "groupo.samplers", "groupo.allocation",
         "groupo.template",
     ):
         importlib.import_module(mod)

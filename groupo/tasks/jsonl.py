@@ -128,7 +128,7 @@ class Jsonl(Task):
     def _build_pool(self, size: int, seed: int) -> list[Item]:
         """All training items (file order) if ``size`` is 0 or covers them, else the
         first ``size`` after a shuffle seeded by (task seed, seed)."""
-        train = list(self._splits[0])
+        train = dedupe(self._splits[0])
         if size <= 0 or size >= len(train):
             return train
         random.Random(f"groupo-jsonl-pool-{self.seed}-{seed}").shuffle(train)
