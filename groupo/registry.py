@@ -178,7 +178,8 @@ def _ensure_loaded() -> None:
     for mod in (
         "groupo.algo.advantage", "groupo.algo.objective", "groupo.algo.kl", "groupo.algo.aggregation",
         "groupo.algo.filter", "groupo.algo.advantage_zoo", "groupo.algo.advantage_zoo2", "groupo.algo.weighting",
-        "groupo.algo.aggregation_zoo", "groupo.algo.objective_zoo", "groupo.algo.shaping",
+        "groupo.algo.aggregation_zoo", "groupo.algo.objective_zoo", "groupo.algo.shaping", "groupo.algo.maxmin",
+        "groupo.prompt_aug",
         "groupo.tasks", "groupo.rewards", "groupo.sampler", "groupo.samplers", "groupo.allocation",
         "groupo.template",
     ):

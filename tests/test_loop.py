@@ -92,6 +92,8 @@ def test_checkpoint_keep_prunes_oldest(tiny, tmp_path):
     ("mc_grpo", ["generation.group_size=5", "objective.eps_low=0.16", "objective.eps_high=0.24",
                  "weighting.name=dgpo_dqw"]),  # composition: MC-GRPO + NGRPO's clip + DGPO's weights
     ("dapo", ["shaping.cache=2"]),
+    ("maxmin", ["advantage.mode=soft"]),   # hard mode picks format (always 0 here): no signal, by design
+    ("prompt_aug", []),
 ])
 def test_variant_recipes_train_with_signal(recipe, extra, tiny_dir, tmp_path):
     """Recipes on the loop with a reward that varies inside groups, so every path does work."""
