@@ -133,36 +133,14 @@ class GeneratedTask(Task):
     def generate(self, rng: random.Random, level: int) -> Item:  # pragma: no cover
         raise NotImplementedError
 
-    def _build_eval(self) -> list[Item]:
-        name = getattr(self, "component_name", type(self).__name__)
-        rng = random.Random(f"groupo-eval-{name}-{self.seed}")
-        k = len(self.eval_levels)
-        counts = [self.eval_size // k + (1 if i < self.eval_size % k else 0) for i in range(k)]
-        seen: set[str] = set()
-        per_level: list[list[Item]] = []
-        for level, want in zip(self.eval_levels, counts):
-            got: list[Item] = []
-            tries = 0
-            while len(got) < want and tries < 20 * want + 100:
-                tries += 1
-                got.extend(dedupe([self.generate(rng, level)], seen))
-            per_level.append(got)
-        # interleave the levels so that any prefix of the eval list is balanced
-        out = [lv[i] for i in range(max(map(len, per_level), default=0)) for lv in per_level if i < len(lv)]
-        if self.eval_size > 0 and not out:
-            raise TaskError(f"{name}: could not generate any eval item")
-        return out
-
-    def _build_pool(self, size: int, seed: int) -> list[Item]:
-        """``size`` distinct training items spread evenly over ``levels`` (a level whose
-        item space runs out gives what it has), interleaved, none in the eval set."""
-        name = getattr(self, "component_name", type(self).__name__)
-        rng = random.Random(f"groupo-pool-{name}-{self.seed}-{seed}")
-        k = len(self.levels)
+    def _spread(self, rng: random.Random, levels, size: int, seen: set[str]) -> list[Item]:
+        """``size`` distinct items spread evenly over ``levels`` (round-robin counts; a level
+        whose item space runs out gives what it has), skipping questions in ``seen``, and
+        interleaved so that any prefix is balanced across levels."""
+        k = len(levels)
         counts = [size // k + (1 if i < size % k else 0) for i in range(k)]
-        seen: set[str] = set(self.eval_keys)
         per_level: list[list[Item]] = []
-        for level, want in zip(self.levels, counts):
+        for level, want in zip(levels, counts):
             got: list[Item] = []
             tries = 0
             while len(got) < want and tries < 20 * want + 100:
@@ -170,6 +148,19 @@ class GeneratedTask(Task):
                 got.extend(dedupe([self.generate(rng, level)], seen))
             per_level.append(got)
         return [lv[i] for i in range(max(map(len, per_level), default=0)) for lv in per_level if i < len(lv)]
+
+    def _build_eval(self) -> list[Item]:
+        name = getattr(self, "component_name", type(self).__name__)
+        out = self._spread(random.Random(f"groupo-eval-{name}-{self.seed}"), self.eval_levels, self.eval_size, set())
+        if self.eval_size > 0 and not out:
+            raise TaskError(f"{name}: could not generate any eval item")
+        return out
+
+    def _build_pool(self, size: int, seed: int) -> list[Item]:
+        """``size`` distinct training items spread evenly over ``levels``, none in the eval set."""
+        name = getattr(self, "component_name", type(self).__name__)
+        return self._spread(random.Random(f"groupo-pool-{name}-{self.seed}-{seed}"), self.levels, size,
+                            set(self.eval_keys))
 
     def sample_train(self, rng: random.Random) -> Item:
         keys = self.eval_keys
