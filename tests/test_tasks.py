@@ -190,3 +190,19 @@ def test_jsonl_direct_errors(tmp_path):
     with pytest.raises(TaskError, match="did you mean 'number'"):
         Jsonl(path=p, kind="numbr")
     assert isinstance(Jsonl(path=p, kind="math").sample_train(random.Random(0)), Item)
+
+
+def test_lego_distractor_chains_break_the_parity_shortcut():
+    from groupo.registry import build as _build
+
+    t = _build("task", "lego", {"levels": (3,), "eval_levels": (3,), "distractors": 1, "eval_size": 300})
+    items = t.eval_items()
+    assert all(len(it.question.split(";")) == 7 for it in items)      # 2 chains x 3 clauses + the query
+    # the answer no longer follows from the parity of all minus signs in the question
+    parity = [("+1" if it.question.count("-") % 2 == 0 else "-1") == it.answer for it in items]
+    assert 0.3 < sum(parity) / len(parity) < 0.7
+    # without distractors (query last) it always does
+    t0 = _build("task", "lego", {"levels": (3,), "eval_levels": (3,), "eval_size": 100})
+    assert all(("+1" if it.question.count("-") % 2 == 0 else "-1") == it.answer for it in t0.eval_items())
+    with pytest.raises(Exception, match="26 variables"):
+        _build("task", "lego", {"levels": (9,), "eval_levels": (9,), "distractors": 2})

@@ -60,11 +60,16 @@ class Lego(GeneratedTask):
 
     Surface form: ``"b=-a;a=+1;c=+b;?c"``, answer ``"+1"`` or ``"-1"``. ``query="last"``
     asks for the end of the chain (n-1 hops, the hardest variable); ``"random"`` any.
+    ``distractors`` adds that many independent chains of the same length, their clauses
+    shuffled in with the queried chain (the paper's multi-chain variant). With one chain and
+    ``query="last"`` the answer is the parity of all minus signs in the question, a shortcut
+    that distractor chains remove (docs/demo.md).
     """
 
     levels: tuple[int, ...] = (2, 3, 4, 5)
     eval_levels: tuple[int, ...] = (4, 5)
     query: str = "last"
+    distractors: int = 0
 
     def __post_init__(self):
         super().__post_init__()
@@ -72,15 +77,23 @@ class Lego(GeneratedTask):
         check_levels("eval_levels", self.eval_levels, 1, 26)
         if self.query not in ("last", "random"):
             raise TaskError(f"query must be 'last' or 'random', got {self.query!r}")
+        if self.distractors < 0 or (self.distractors + 1) * max(self.levels + self.eval_levels) > 26:
+            raise TaskError(f"distractors={self.distractors}: all chains together need at most 26 variables")
 
     def generate(self, rng: random.Random, level: int) -> Item:
-        names = rng.sample(string.ascii_lowercase, level)  # chain order
-        values = [rng.choice((1, -1))]
-        clauses = [f"{names[0]}={'+1' if values[0] > 0 else '-1'}"]
-        for i in range(1, level):
-            sign = rng.choice((1, -1))
-            values.append(sign * values[-1])
-            clauses.append(f"{names[i]}={'+' if sign > 0 else '-'}{names[i - 1]}")
+        pool = rng.sample(string.ascii_lowercase, level * (1 + self.distractors))
+        clauses: list[str] = []
+        for c in range(1 + self.distractors):  # chain 0 is the queried one
+            names = pool[c * level:(c + 1) * level]  # chain order
+            vals = [rng.choice((1, -1))]
+            clauses.append(f"{names[0]}={'+1' if vals[0] > 0 else '-1'}")
+            for i in range(1, level):
+                sign = rng.choice((1, -1))
+                vals.append(sign * vals[-1])
+                clauses.append(f"{names[i]}={'+' if sign > 0 else '-'}{names[i - 1]}")
+            if c == 0:
+                names0, values = names, vals
+        names = names0
         rng.shuffle(clauses)
         q = level - 1 if self.query == "last" else rng.randrange(level)
         question = ";".join(clauses) + ";?" + names[q]
