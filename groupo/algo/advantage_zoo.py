@@ -79,9 +79,11 @@ def batch_whiten(x: torch.Tensor, batch: Batch, level: str, eps: float) -> torch
     return (x - mu) * torch.rsqrt(var + TOKEN_WHITEN_EPS)
 
 
-def _check_level(level: str) -> None:
+def _check_level(level: str, eps: float) -> None:
     if level not in ("sequence", "token", "none"):
         raise ValueError(f"batch_norm must be 'sequence', 'token' or 'none', got {level!r}")
+    if eps < 0:
+        raise ValueError("eps must be >= 0")
 
 
 @register("advantage", "mc_grpo")
@@ -205,9 +207,7 @@ class GDPO:
     batch_norm: str = "sequence"
 
     def __post_init__(self):
-        _check_level(self.batch_norm)
-        if self.eps < 0:
-            raise ValueError("eps must be >= 0")
+        _check_level(self.batch_norm, self.eps)
 
     def __call__(self, batch: Batch) -> AdvantageResult:
         grp = batch.group
@@ -251,9 +251,7 @@ class ReinforcePP:
     batch_norm: str = "sequence"
 
     def __post_init__(self):
-        _check_level(self.batch_norm)
-        if self.eps < 0:
-            raise ValueError("eps must be >= 0")
+        _check_level(self.batch_norm, self.eps)
 
     def __call__(self, batch: Batch) -> AdvantageResult:
         r, grp = _rewards(batch), batch.group
