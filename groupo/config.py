@@ -110,6 +110,7 @@ COMPONENT_SECTIONS = {  # section -> (axis, default component)
     "advantage": ("advantage", "grpo"), "objective": ("objective", "ppo_clip"), "kl": ("kl", "none"),
     "aggregation": ("aggregation", "seq_mean_token_mean"), "filter": ("filter", "none"),
     "shaping": ("shaping", "none"), "weighting": ("weighting", "uniform"), "allocation": ("allocation", "fixed"),
+    "replay": ("replay", "none"),
 }
 SCALARS = {"name": (str, "run"), "seed": (int, 0), "out": (str, ""), "description": (str, "")}
 TOP_KEYS = list(SCALARS) + list(PLAIN_SECTIONS) + list(COMPONENT_SECTIONS) + ["rewards", "extends"]

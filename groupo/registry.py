@@ -181,6 +181,6 @@ def _ensure_loaded() -> None:
         "groupo.algo.aggregation_zoo", "groupo.algo.objective_zoo", "groupo.algo.shaping", "groupo.algo.maxmin",
         "groupo.prompt_aug",
         "groupo.tasks", "groupo.rewards", "groupo.sampler", "groupo.samplers", "groupo.allocation",
-        "groupo.template",
+        "groupo.template", "groupo.replay", "groupo.algo.shaping_r3",
     ):
         importlib.import_module(mod)

@@ -213,3 +213,17 @@ def test_template_format_reward_component(tok):
     assert parts(comps, items, prompts=prompts) == [1.0, 0.0, 1.0, 0.0, None]
     with pytest.raises(RegistryError):
         build("reward", "template_format", {"scoring": "exact"})
+
+
+def test_template_draws_identical_across_processes():
+    """Same seed, separate interpreters with different hash seeds: the same template per
+    (step, index), so a resumed or rerun job sees the same prompts."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from groupo.prompt_aug import PromptAugmentation as P; a = P(seed=5); "
+            "print(','.join(a.choose(s, i) for s in range(3) for i in range(40)))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2", "random")}
+    assert len(outs) == 1 and len(next(iter(outs)).split(",")) == 120

@@ -222,7 +222,7 @@ def test_every_shaping_component_runs_on_random_ragged_batch(name):
               reward_names=("correct", "python", "format"), correct=comp[:, 0].clone(),
               lengths=torch.randint(1, 33, (n,), generator=g), truncated=torch.rand(n, generator=g) > 0.7,
               max_length=32, completion_mask=torch.ones(n, 32),
-              extra={"seq_logp": -torch.rand(n, generator=g, dtype=D)})
+              extra={"seq_logp": -torch.rand(n, generator=g, dtype=D), "tok_entropy": torch.rand(n, 32, generator=g)})
     snap = snapshot(b)
     out = build("shaping", name, MINIMAL.get(name, {}))(b)
     assert_unchanged(b, snap)

@@ -43,6 +43,7 @@ class Run:
     eos_ids: list = field(default_factory=list)
     sampler_state: dict = field(default_factory=dict)
     alloc_state: dict = field(default_factory=dict)
+    replay_state: dict = field(default_factory=dict)
     dirty: bool = False       # an optimizer update of the current step has been applied
 
 
@@ -112,6 +113,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     run.sampler_state = cfg.sampler.init_state()
     if "allocation" in cfg.components:
         run.alloc_state = cfg.components["allocation"].init_state()
+    run.replay_state = cfg.components["replay"].init_state()
     if last is not None:
         start, state = last[0], ckpt.load_state(last[1])
         opt.load_state_dict(state["optimizer"])
@@ -121,12 +123,14 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         torch.random.set_rng_state(state["torch_rng"])
         run.sampler_state = state["sampler"]
         run.alloc_state = state.get("allocation", {})
+        run.replay_state = state.get("replay", run.replay_state)
         say(f"resumed from {last[1]} (step {start})")
 
     def snapshot():
         return {"py_rng": step_rng.getstate(), "gen_rng": gen.get_state(), "torch_rng": torch.random.get_rng_state(),
                 "sampler": json.loads(json.dumps(run.sampler_state)),
-                "allocation": json.loads(json.dumps(run.alloc_state))}
+                "allocation": json.loads(json.dumps(run.alloc_state)),
+                "replay": json.loads(json.dumps(run.replay_state))}
 
     def save(step, snap):
         state = {**snap, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}
@@ -195,21 +199,27 @@ def _update(run: Run, col, opt, sched, ref_model) -> dict:
     d = StepData(r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask, group=batch.group,
                  correct=batch.correct)
     if t.num_iterations > 1 or getattr(shaping, "needs_logp", False):
-        d.old_logp = logprobs_all(run.model, d, t.micro_batches, temp)       # [N, T] under pi_old
+        d.old_logp, ent = logprobs_all(run.model, d, t.micro_batches, temp,    # [N, T] under pi_old
+                                       with_entropy=getattr(shaping, "needs_entropy", False))
+        if ent is not None:
+            batch.extra["tok_entropy"] = ent
         batch.extra["seq_logp"] = (d.old_logp * r.completion_mask).sum(1) / r.completion_mask.sum(1).clamp(min=1)
     if shaping is not None:
         batch = shaping(batch)
     res = cfg.advantage(batch)
     keep = res.keep & batch.extra.get("keep", torch.ones_like(res.keep))
     row_w = res.weights * (weighting(batch, res) if weighting is not None else 1.0)   # [N]
+    rw = getattr(cfg.components.get("replay"), "replay_weight", 1.0)
+    if col.replayed is not None and rw != 1.0:
+        row_w = row_w * torch.where(col.replayed, rw, 1.0).to(row_w.dtype)
     weights = cfg.aggregation(r.completion_mask.cpu(), keep, g.max_new_tokens) * row_w[:, None]   # [N, T]
     dev = r.completion_ids.device
     d.advantages, d.token_weights = res.advantages.to(torch.float32).to(dev), weights.to(dev)
     if ref_model is not None:
-        d.ref_logp = logprobs_all(ref_model, d, t.micro_batches, temp)
+        d.ref_logp, _ = logprobs_all(ref_model, d, t.micro_batches, temp)
     a = res.advantages[keep] if keep.any() else res.advantages
     m = {"adv/mean": float(a.mean()), "adv/std": float(a.std()) if a.numel() > 1 else 0.0,
-         "adv/abs_mean": float(a.abs().mean()), **res.metrics}
+         "adv/abs_mean": float(a.abs().mean()), **res.metrics, **_shaped_metrics(batch, cfg.rewards.names)}
     skipped = 0
     for it in range(t.num_iterations):
         opt.zero_grad(set_to_none=True)
@@ -228,6 +238,16 @@ def _update(run: Run, col, opt, sched, ref_model) -> dict:
     if skipped:
         m["skipped"] = skipped
         print(f"warning: {skipped} update(s) skipped for non-finite loss or gradient norm", flush=True)
+    return m
+
+
+def _shaped_metrics(batch, names) -> dict:
+    """Mean of the rewards after shaping and of each component the shaping added."""
+    m = {"reward/shaped/mean": float(batch.rewards.float().mean())}
+    if batch.reward_components is not None:
+        for k, name in enumerate(batch.reward_names):
+            if name not in names:
+                m[f"reward/{name}/mean"] = float(batch.reward_components[:, k].float().nanmean())
     return m
 
 

@@ -47,15 +47,20 @@ def _trim(sl: slice, d: StepData):
 
 
 @torch.no_grad()
-def logprobs_all(model, d: StepData, micro_batches: int, temperature: float) -> torch.Tensor:
-    """No-grad log-probs of every completion token [N, T] (old or reference policy)."""
+def logprobs_all(model, d: StepData, micro_batches: int, temperature: float, with_entropy: bool = False):
+    """No-grad log-probs of every completion token [N, T] (old or reference policy), and the
+    token entropies [N, T] when ``with_entropy`` (else None)."""
     out = torch.zeros(d.completion_ids.shape, dtype=torch.float32, device=d.completion_ids.device)
+    ents = torch.zeros_like(out) if with_entropy else None
     for sl in micro_slices(d.completion_ids.shape[0], micro_batches):
         ps, cs = _trim(sl, d)
-        lp, _ = completion_logprobs(model, d.prompt_ids[sl, ps], d.prompt_mask[sl, ps],
-                                    d.completion_ids[sl, cs], d.completion_mask[sl, cs], temperature)
+        lp, ent = completion_logprobs(model, d.prompt_ids[sl, ps], d.prompt_mask[sl, ps],
+                                      d.completion_ids[sl, cs], d.completion_mask[sl, cs], temperature,
+                                      with_entropy=with_entropy)
         out[sl, cs] = lp
-    return out
+        if ents is not None:
+            ents[sl, cs] = ent
+    return out, ents
 
 
 def accumulate_loss(model, d: StepData, objective, kl, micro_batches: int, temperature: float,

@@ -24,6 +24,7 @@ class Collected:
     metrics: dict
     prompt_items: list        # every prompt generated this step (all rounds), in order
     prompt_correct: list      # [[0/1 per completion] per prompt], aligned with prompt_items
+    replayed: torch.Tensor | None = None   # [N] bool, training rows that came from the replay buffer
 
 
 def _pad_cat(tensors: list[torch.Tensor], value, left: bool) -> torch.Tensor:
@@ -63,23 +64,29 @@ def select_rows(r: Rollout, rows: torch.Tensor) -> Rollout:
                    r.truncated[rows], r.group[rows], [r.texts[i] for i in rl])
 
 
-def render_prompts(template, items, tokenizer, step: int, offset: int) -> list[str]:
+def render_prompts(template, items, tokenizer, step: int, offset: int, questions=None) -> list[str]:
     """One prompt text per item (all rollouts of a prompt share it). Templates that draw a
-    variant per prompt (prompt augmentation) are keyed on (step, index in the step)."""
+    variant per prompt (prompt augmentation) are keyed on (step, index in the step).
+    ``questions[j]``, when not None, replaces item j's question text (R³ reflection)."""
+    qs = [q if q is not None else it.question for q, it in zip(questions or [None] * len(items), items)]
     if hasattr(template, "choose"):
-        return [template.render(it.question, tokenizer, template.choose(step, offset + j)) for j, it in enumerate(items)]
-    return [template(it.question, tokenizer) for it in items]
+        return [template.render(q, tokenizer, template.choose(step, offset + j)) for j, q in enumerate(qs)]
+    return [template(q, tokenizer) for q in qs]
 
 
 def collect(run, step_rng, gen, step: int = 0) -> Collected:
     """Sample, generate, score and filter until the step has its prompts (or rounds run out)."""
     cfg, g = run.cfg, run.cfg.generation
-    filt = cfg.components["filter"]
+    filt, replay = cfg.components["filter"], cfg.components.get("replay")
+    replay = replay if getattr(replay, "active", False) else None
     parts, all_items, comps, t_gen, t_score, n_prompts = [], [], [], 0.0, 0.0, 0
+    group_items, replayed_parts, n_reflect = [], [], 0
     rounds, need, valid_groups = 0, g.prompts_per_step, 0
     while True:
         items = cfg.sampler(cfg.task, step_rng, need, run.sampler_state)
-        prompts = render_prompts(cfg.template, items, run.tokenizer, step, n_prompts)
+        reflect = replay.reflect(items, run.replay_state) if replay is not None else None
+        n_reflect += sum(q is not None for q in reflect or [])
+        prompts = render_prompts(cfg.template, items, run.tokenizer, step, n_prompts, reflect)
         n_prompts += len(items)
         alloc = cfg.components.get("allocation")
         sizes = alloc(items, g.group_size, run.alloc_state) if alloc is not None else [g.group_size] * len(items)
@@ -91,8 +98,18 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
         row_items = [items[i] for i in roll.group.tolist()]
         row_prompts = [prompts[i] for i in roll.group.tolist()]
         comp = cfg.rewards(roll.texts, row_items, prompts=row_prompts)      # [n, K]
+        if replay is not None:   # R³ cross-context replay into all-fail groups, re-scored here
+            roll, rep = replay.restore(roll, _correct(run, comp, roll.texts, row_items), items,
+                                       run.replay_state, run.tokenizer.pad_token_id)
+            if rep.any():
+                idx = rep.nonzero().squeeze(1).tolist()
+                comp = comp.clone()
+                comp[idx] = cfg.rewards([roll.texts[i] for i in idx], [row_items[i] for i in idx],
+                                        prompts=[row_prompts[i] for i in idx])
+            replayed_parts.append(rep)
         t_score += time.perf_counter() - t0
         parts.append(roll)
+        group_items += items
         all_items += row_items
         comps.append(comp)
         rewards = cfg.rewards.combine(comp)
@@ -117,6 +134,11 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
         keep &= torch.isin(roll.group, kept_groups)
     rows = keep.nonzero().squeeze(1)
     metrics = _metrics(full, rewards, cfg.rewards.names, comp)
+    replayed = torch.cat(replayed_parts) if replayed_parts else torch.zeros(full.n, dtype=torch.bool)
+    if replay is not None:
+        replay.record(roll, correct, group_items, replayed, run.replay_state, step)
+        metrics.update({"replay/rows": int(replayed.sum()), "replay/reflect_prompts": n_reflect,
+                        "replay/groups": int(torch.unique(roll.group[replayed]).numel())})
     metrics.update(_group_accuracy(all_items, correct))
     metrics.update({"time/gen": t_gen, "time/score": t_score, "filter/rounds": rounds + 1,
                     "filter/kept_groups": int(torch.unique(roll.group[keep]).numel()),
@@ -131,7 +153,7 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
         first_row.setdefault(gid, i)
     order = sorted(per_prompt)
     return Collected(full.select(rows), select_rows(roll, rows), [all_items[i] for i in rows.tolist()], metrics,
-                     [all_items[first_row[g]] for g in order], [per_prompt[g] for g in order])
+                     [all_items[first_row[g]] for g in order], [per_prompt[g] for g in order], replayed[rows])
 
 
 def _correct(run, comp, texts, items) -> torch.Tensor:
