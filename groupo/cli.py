@@ -180,6 +180,7 @@ def cmd_compare(args) -> int:
     table = Table(title="runs")
     for col in ("run", "accuracy before", "accuracy after", "change (points)", "worst group after"):
         table.add_column(col)
+    cells = []
     for run in args.runs:
         path = Path(run) / "eval.json"
         if not path.exists():
@@ -190,7 +191,44 @@ def cmd_compare(args) -> int:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         table.add_row(run, fmt(b), fmt(a), "-" if a is None or b is None else f"{100 * (a - b):+.1f}",
                       f"{w.get('group', '-')}: {fmt(w.get('accuracy'))}" if w else "-")
+        cells.append((*_label_seed(Path(run)), Path(run)))
     _console().print(table)
+    if args.out:
+        from .eval.study_report import write_study
+
+        write_study(Path(args.out), cells, "Comparison of runs", "runs: " + ", ".join(args.runs))
+        _console().print(f"summary, plots and report: {args.out}/summary.md, {args.out}/report.html")
+    return 0
+
+
+def _label_seed(run_dir: Path) -> tuple[str, int]:
+    """(recipe name, seed) from a run's config.yaml; runs with the same name are seeds of one method."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        raw = {}
+    return str(raw.get("name") or run_dir.name), int(raw.get("seed") or 0)
+
+
+def cmd_study(args) -> int:
+    from .eval.study_report import write_study
+    from .study import load_study, run_study
+
+    study = load_study(args.study)
+    out = Path(args.out or Path("study") / study.name)
+    console = _console()
+    only = [x for x in (args.only or "").split(",") if x]
+    if not args.report_only:
+        console.print(f"[study] {study.name}: {len(study.cells)} cells -> {out}")
+        run_study(study, out, console, only=only)
+    cells = [(c.label + (f" G={c.group_size}" if c.group_size else ""), c.seed, out / "runs" / c.key)
+             for c in study.cells if (out / "runs" / c.key / "eval.json").exists()]
+    note = (study.description + " " if study.description else "") + f"base recipe: {study.base}; " \
+        f"overrides: {' '.join(study.overrides) or '(none)'}; command: groupo study {args.study}"
+    write_study(out, cells, f"Study: {study.name}", note)
+    console.print(f"summary: {out / 'summary.md'}  report: {out / 'report.html'}")
     return 0
 
 
@@ -219,7 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_eval)
     sp = sub.add_parser("compare", help="table of finished runs (accuracy before/after, worst group)")
     sp.add_argument("runs", nargs="+")
+    sp.add_argument("--out", help="also write summary.md/json, plots and report.html here (runs with the "
+                                  "same recipe name are treated as seeds of one method)")
     sp.set_defaults(func=cmd_compare)
+    sp = sub.add_parser("study", help="grid of recipes x seeds on one setup: summary table, plots, report")
+    sp.add_argument("study", help="study YAML file (see groupo/study.py or docs/study/)")
+    sp.add_argument("--out", help="output directory (default study/<name>)")
+    sp.add_argument("--only", help="comma-separated labels to run (others are only reported)")
+    sp.add_argument("--report-only", action="store_true", help="do not train; rebuild summary and report")
+    sp.set_defaults(func=cmd_study)
     sp = sub.add_parser("list", help="registered components with their parameters and defaults")
     sp.add_argument("axis", nargs="?", help="one axis (task, reward, advantage, ...)")
     sp.set_defaults(func=cmd_list)

@@ -220,6 +220,10 @@ def _update(run: Run, col, opt, sched, ref_model) -> dict:
     a = res.advantages[keep] if keep.any() else res.advantages
     m = {"adv/mean": float(a.mean()), "adv/std": float(a.std()) if a.numel() > 1 else 0.0,
          "adv/abs_mean": float(a.abs().mean()), **res.metrics, **_shaped_metrics(batch, cfg.rewards.names)}
+    for label in sorted({it.group for it in col.items}):   # update magnitude per difficulty (DGPO's argument)
+        rows = torch.tensor([it.group == label for it in col.items]) & keep
+        if rows.any():
+            m[f"adv/abs/group/{label}"] = float((res.advantages[rows] * row_w[rows]).abs().mean())
     skipped = 0
     for it in range(t.num_iterations):
         opt.zero_grad(set_to_none=True)

@@ -1,0 +1,79 @@
+"""groupo study: cell configs (base setup + the recipe's own algorithm), a tiny grid run
+end to end, resume without rerunning finished cells, summary/plots/report; compare --out."""
+import json
+
+import pytest
+
+from groupo.cli import main
+from groupo.config import ConfigError
+from groupo.study import cell_config, load_study
+
+TINY = ["model.threads=1", "generation.group_size=4", "generation.prompts_per_step=3",
+        "generation.max_new_tokens=4", "train.steps=2", "warmstart.steps=3", "task.eval_size=12",
+        "eval.n=12", "log.tensorboard=false", "checkpoint.every=0"]
+
+
+def _write(tmp_path, **extra):
+    data = {"name": "t", "base": "demo", "recipes": ["grpo", {"recipe": "dapo", "label": "dapo", "overrides": ["shaping.cache=2"]}, "prompt_aug"],
+            "seeds": [0, 1], "overrides": TINY, **extra}
+    f = tmp_path / "s.yaml"
+    import yaml
+
+    f.write_text(yaml.safe_dump(data))
+    return f
+
+
+def test_cell_config_keeps_base_setup_and_method_algorithm(tmp_path):
+    st = load_study(_write(tmp_path))
+    assert len(st.cells) == 6 and st.cells[0].key == "grpo/seed_0"
+    grpo, dapo, pa = (cell_config(st, c, None) for c in st.cells[::2])
+    for cfg in (grpo, dapo, pa):                      # the shared setup comes from the base recipe
+        assert cfg.raw["task"]["name"] == "lego" and cfg.generation.group_size == 4 and cfg.train.steps == 2
+        assert cfg.kl.coef == 0.0                     # demo's kl none, not grpo's 0.04
+    assert grpo.raw["template"]["name"] == "plain" and grpo.raw["filter"]["name"] == "none"
+    assert dapo.raw["filter"]["name"] == "zero_variance" and dapo.raw["shaping"]["name"] == "dapo_overlong"
+    assert pa.raw["template"]["name"] == "prompt_augmentation"          # the method's own template
+    assert [r["name"] for r in pa.raw["rewards"]] == ["correct", "template_format"]
+    assert cell_config(st, st.cells[1], tmp_path / "init").model.path == str(tmp_path / "init")
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ({"recipes": ["grpo", "nope"]}, "nope"),
+    ({"recipes": ["grpo", "grpo"]}, "used twice"),
+    ({"seedz": [1]}, "seeds"),
+    ({"overrides": ["train.stepz=3"]}, "train.steps"),
+    ({"group_sizes": [1]}, "group_sizes"),
+])
+def test_study_errors_name_the_problem(tmp_path, bad, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_study(_write(tmp_path, **bad))
+
+
+def test_study_runs_resumes_and_reports(tmp_path, capsys):
+    f = _write(tmp_path, recipes=["grpo", "mc_grpo"], group_sizes=[4])
+    out = tmp_path / "out"
+    assert main(["study", str(f), "--out", str(out)]) == 0
+    for key in ("grpo_G4/seed_0", "grpo_G4/seed_1", "mc_grpo_G4/seed_0", "mc_grpo_G4/seed_1"):
+        assert "after" in json.loads((out / "runs" / key / "eval.json").read_text())
+    assert (out / "init/seed_0/done.json").exists() and (out / "init/seed_1/done.json").exists()
+    # both methods of a seed start from the same warm-started model: same accuracy before
+    s = json.loads((out / "summary.json").read_text())
+    cells = {(c["label"], c["seed"]): c for c in s["cells"]}
+    assert cells[("grpo G=4", 0)]["before"] == cells[("mc_grpo G=4", 0)]["before"]
+    assert set(s["summary"]) == {"grpo G=4", "mc_grpo G=4"}
+    md = (out / "summary.md").read_text()
+    assert "| grpo G=4 | 2 |" in md and "plots/learning.png" in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "<script" not in html and "http" not in html
+    capsys.readouterr()
+    assert main(["study", str(f), "--out", str(out)]) == 0          # nothing rerun
+    assert capsys.readouterr().out.count("finished earlier, kept") == 4
+
+
+def test_compare_out_groups_runs_by_recipe_name(tmp_path, tiny_dir):
+    common = [f"model.path={tiny_dir}", "model.tiny=false", "warmstart.steps=0", *TINY]
+    for seed in (0, 1):
+        assert main(["train", "demo", "--out", str(tmp_path / f"r{seed}"), f"seed={seed}", *common]) == 0
+    assert main(["compare", str(tmp_path / "r0"), str(tmp_path / "r1"), "--out", str(tmp_path / "cmp")]) == 0
+    s = json.loads((tmp_path / "cmp/summary.json").read_text())
+    assert list(s["summary"]) == ["demo"] and s["summary"]["demo"]["seeds"] == [0, 1]
