@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test test-slow test-dist clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
+
+# 2 processes (torchrun, gloo) vs 1: prints the largest weight difference per case
+test-dist: setup
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/dist_check.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -46,6 +46,7 @@ class GenerationCfg:
     top_p: float = 1.0
     top_k: int = 0                 # 0 = off
     backend: str = "hf"            # rollout engine (hf | reference)
+    seed_per_prompt: bool = False  # seed each prompt's sampling from (seed, step, index); forced on with >1 process
 
 
 @dataclass

@@ -55,3 +55,21 @@ def test_top_k_and_top_p_restrict_support():
     # softmax = [.644,.237,.087,.032]: top_p .7 keeps tokens 0 and 1 (the one crossing .7 is kept)
     assert set(sample_next(logits, 1.0, 0, 0.7, g).tolist()) == {0, 1}
     assert sample_next(logits[:1], 0.0, 0, 1.0, g).item() == 0
+
+
+def test_per_prompt_generators_make_samples_independent_of_the_batch(tiny):
+    """With one generator per prompt (multi-process runs), a prompt's samples are the same
+    whichever other prompts share the batch, so splitting prompts over ranks changes nothing."""
+    import torch
+
+    from groupo.dist import prompt_generators
+    from groupo.rollout import generate
+
+    model, tok = tiny
+    prompts = ["a=+1;b=-a;?b", "c=-1;?c", "x=+1;y=+x;z=-y;?z"]
+    eos = [tok.eos_token_id]
+    both = generate(model, tok, prompts, [3, 2, 4], 6, eos, 1.5, generator=prompt_generators(0, 1, 0, 3, "cpu"))
+    last = generate(model, tok, prompts[2:], [4], 6, eos, 1.5, generator=prompt_generators(0, 1, 2, 1, "cpu"))
+    assert both.texts[5:] == last.texts
+    other_step = generate(model, tok, prompts[2:], [4], 6, eos, 1.5, generator=prompt_generators(0, 2, 2, 1, "cpu"))
+    assert other_step.texts != last.texts

@@ -58,7 +58,9 @@ def _encode(prompts: list[str], tokenizer, device):
 def generate(model, tokenizer, prompts: list[str], group_sizes: list[int], max_new_tokens: int,
              eos_ids: list[int], temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
              generator: torch.Generator | None = None, backend: str = "hf") -> Rollout:
-    """Sample ``group_sizes[j]`` completions for each ``prompts[j]``."""
+    """Sample ``group_sizes[j]`` completions for each ``prompts[j]``. ``generator`` is one
+    torch.Generator for all rows, or a list with one per prompt (then a prompt's samples
+    do not depend on which other prompts share the batch; used by multi-process runs)."""
     device = next(model.parameters()).device
     p_ids, p_mask = _encode(prompts, tokenizer, device)       # [P, Lp]
     sizes = torch.tensor(group_sizes, device=device)
@@ -109,8 +111,14 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
     eos = torch.tensor(eos_ids, device=p_ids.device)
     done = torch.zeros(n, dtype=torch.bool, device=p_ids.device)
     tokens = []
+    if isinstance(generator, (list, tuple)):   # one generator per prompt: rows of prompt j use generator[j]
+        bounds = torch.searchsorted(rows, torch.arange(len(generator) + 1, device=rows.device)).tolist()
     for _ in range(max_new_tokens):
-        tok = sample_next(logits, temperature, top_k, top_p, generator)
+        if isinstance(generator, (list, tuple)):
+            tok = torch.cat([sample_next(logits[a:b], temperature, top_k, top_p, gj)
+                             for gj, a, b in zip(generator, bounds, bounds[1:])])
+        else:
+            tok = sample_next(logits, temperature, top_k, top_p, generator)
         tok = torch.where(done, torch.full_like(tok, pad), tok)
         tokens.append(tok)
         done = done | torch.isin(tok, eos)

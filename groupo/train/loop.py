@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .. import dist
 from ..eval.evaluate import evaluate
 from ..model.load import eos_ids, load_model, load_tokenizer, pick_device, set_threads
 from . import checkpoint as ckpt
@@ -63,15 +64,27 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     say = console.print if console is not None else (lambda *a, **k: None)
     threads = set_threads(cfg.model.threads)
     device = pick_device(cfg.model.device)
+    if dist.init_from_env(device):
+        device = dist.local_device(device)
+        if getattr(cfg.objective, "full_batch", False):
+            raise TrainingError(f"objective '{cfg.raw['objective']['name']}' needs the whole batch in one "
+                                f"process; it is not supported with {dist.world()} processes yet")
+    main = dist.is_main()
+    if not main:
+        say = lambda *a, **k: None  # noqa: E731  (rank 0 speaks for the job)
+        progress = None
     eval_items = cfg.task.eval_items()                     # validates task data before any model loads
     if cfg.eval.n:
         eval_items = eval_items[: cfg.eval.n]
     last = ckpt.latest(run_dir) if resume else None
     if resume and last is None:
         say("[yellow]no checkpoint to resume from; starting a new run[/]")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(cfg.to_yaml())
-    say(f"run dir {run_dir} | torch threads {threads} | device {device}")
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    procs = f" | processes {dist.world()} (gloo)" if dist.world() > 1 and device.type == "cpu" else (
+        f" | processes {dist.world()}" if dist.world() > 1 else "")
+    say(f"run dir {run_dir} | torch threads {threads} | device {device}{procs}")
 
     run = Run(cfg, run_dir)
     model_dir = _model_dir(cfg, last)
@@ -87,8 +100,10 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         info = warm_start(run.model, run.tokenizer, cfg.task, cfg.template, cfg.warmstart, run.eos_ids,
                           g.max_new_tokens, cfg.seed, on_step=progress.warm if progress else None)
         results["warmstart"] = info
-        run.model.save_pretrained(run_dir / "init")
-        run.tokenizer.save_pretrained(run_dir / "init")
+        if main:      # every rank ran the same seeded warm start; rank 0 saves it
+            run.model.save_pretrained(run_dir / "init")
+            run.tokenizer.save_pretrained(run_dir / "init")
+        dist.barrier()
         say(f"warm start done after {info['steps']} steps (loss {info['loss']:.3f}, dev acc {info['dev_accuracy']})")
     ref_model = None
     if cfg.kl.coef != 0.0:
@@ -99,7 +114,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         return evaluate(run.model, run.tokenizer, eval_items, cfg.template, run.eos_ids, g.max_new_tokens,
                         cfg.eval.samples, cfg.eval.temperature, cfg.eval.ks, cfg.eval.batch_size, seed=cfg.seed + 1)
 
-    if last is None and cfg.eval.before:
+    if last is None and cfg.eval.before and main:
         results["before"] = run_eval("before")
         say(f"held-out accuracy before: {results['before']['accuracy']:.3f} (n={results['before']['n']})")
         _write_eval(run_dir, results, cfg)
@@ -133,11 +148,13 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
                 "replay": json.loads(json.dumps(run.replay_state))}
 
     def save(step, snap):
-        state = {**snap, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}
-        path = ckpt.save(run_dir, step, run.model, run.tokenizer, state, cfg.checkpoint.keep)
-        say(f"checkpoint {path}")
+        if main:
+            state = {**snap, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}
+            path = ckpt.save(run_dir, step, run.model, run.tokenizer, state, cfg.checkpoint.keep)
+            say(f"checkpoint {path}")
+        dist.barrier()
 
-    logger = MetricsLogger(run_dir, cfg.log.tensorboard, resume_step=start if last else None)
+    logger = MetricsLogger(run_dir, cfg.log.tensorboard, resume_step=start if last else None) if main else None
     snap, bad_steps, done = snapshot(), 0, start
     if progress:
         progress.start_train(t.steps, start)
@@ -158,10 +175,11 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
             m["lr"] = sched.get_last_lr()[0]
             m["time/step"] = time.perf_counter() - t0
             m["tokens_per_s"] = m["tokens/generated"] / max(m["time/step"], 1e-9)
-            if cfg.eval.every and step % cfg.eval.every == 0 and step < t.steps:
+            if cfg.eval.every and step % cfg.eval.every == 0 and step < t.steps and main:
                 m["eval/accuracy"] = run_eval(f"step {step}")["accuracy"]
             snap, done, run.dirty = snapshot(), step, False
-            logger.log(step, m)
+            if logger:
+                logger.log(step, m)
             if progress:
                 progress.step(step, m)
             if cfg.log.line_every and step % cfg.log.line_every == 0:
@@ -169,7 +187,8 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < t.steps:
                 save(step, snap)
     except KeyboardInterrupt:
-        logger.close()
+        if logger:
+            logger.close()
         if run.dirty:
             say("[yellow]interrupted during an optimizer update; not saving a half-updated model. "
                 "Resume with --resume from the last checkpoint.[/]")
@@ -180,13 +199,16 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     finally:
         if progress:
             progress.stop()
-    logger.close()
+    if logger:
+        logger.close()
     if t.steps > start or last is None:
         save(t.steps, snap)
-    if cfg.eval.after:
+    if cfg.eval.after and main:
         results["after"] = run_eval("after")
         say(f"held-out accuracy after: {results['after']['accuracy']:.3f} (n={results['after']['n']})")
-    _write_eval(run_dir, results, cfg)
+    if main:
+        _write_eval(run_dir, results, cfg)
+    dist.barrier()
     return results
 
 
@@ -198,9 +220,11 @@ def _update(run: Run, col, opt, sched, ref_model) -> dict:
     temp = g.temperature if g.temperature > 0 else 1.0
     d = StepData(r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask, group=batch.group,
                  correct=batch.correct)
+    # rows this process trains on (all of them in a single process; its own share with several)
+    mine = (col.owner == dist.rank()).nonzero().squeeze(1) if dist.world() > 1 else None
     if t.num_iterations > 1 or getattr(shaping, "needs_logp", False):
-        d.old_logp, ent = logprobs_all(run.model, d, t.micro_batches, temp,    # [N, T] under pi_old
-                                       with_entropy=getattr(shaping, "needs_entropy", False))
+        d.old_logp, ent = _logprobs(run.model, d, mine, t.micro_batches, temp,    # [N, T] under pi_old
+                                    with_entropy=getattr(shaping, "needs_entropy", False))
         if ent is not None:
             batch.extra["tok_entropy"] = ent
         batch.extra["seq_logp"] = (d.old_logp * r.completion_mask).sum(1) / r.completion_mask.sum(1).clamp(min=1)
@@ -215,6 +239,8 @@ def _update(run: Run, col, opt, sched, ref_model) -> dict:
     weights = cfg.aggregation(r.completion_mask.cpu(), keep, g.max_new_tokens) * row_w[:, None]   # [N, T]
     dev = r.completion_ids.device
     d.advantages, d.token_weights = res.advantages.to(torch.float32).to(dev), weights.to(dev)
+    if mine is not None:        # weights were normalised on the global batch; train on own rows
+        d = d.select(mine.to(dev))
     if ref_model is not None:
         d.ref_logp, _ = logprobs_all(ref_model, d, t.micro_batches, temp)
     a = res.advantages[keep] if keep.any() else res.advantages
@@ -228,6 +254,9 @@ def _update(run: Run, col, opt, sched, ref_model) -> dict:
     for it in range(t.num_iterations):
         opt.zero_grad(set_to_none=True)
         lm = accumulate_loss(run.model, d, cfg.objective, cfg.kl, t.micro_batches, temp, with_entropy=(it == 0))
+        if dist.world() > 1:    # the sum over ranks of the globally weighted losses = the full-batch gradient
+            dist.sum_gradients(run.model.parameters())
+            lm = _merge_rank_metrics(dist.gather_objects(lm))
         gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
         if not (math.isfinite(lm["loss"]) and torch.isfinite(gnorm)):
             skipped += 1       # never apply a non-finite update; the step is counted and reported
@@ -243,6 +272,33 @@ def _update(run: Run, col, opt, sched, ref_model) -> dict:
         m["skipped"] = skipped
         print(f"warning: {skipped} update(s) skipped for non-finite loss or gradient norm", flush=True)
     return m
+
+
+def _merge_rank_metrics(parts: list[dict]) -> dict:
+    """Loss summed over ranks (each is its share of the full-batch loss); other metrics
+    averaged over the ranks that report them (a rank with no rows reports only the loss)."""
+    out = {"loss": sum(p.get("loss", 0.0) for p in parts)}
+    for k in {k for p in parts for k in p} - {"loss"}:
+        vals = [p[k] for p in parts if k in p]
+        out[k] = sum(vals) / len(vals)
+    return out
+
+
+def _logprobs(model, d: StepData, mine, micro_batches: int, temp: float, with_entropy: bool = False):
+    """Old-policy log-probs (and entropies) of every row of the global batch: each process
+    computes its own rows, then they are gathered."""
+    if mine is None:
+        return logprobs_all(model, d, micro_batches, temp, with_entropy=with_entropy)
+    lp, ent = logprobs_all(model, d.select(mine.to(d.completion_ids.device)), micro_batches, temp,
+                           with_entropy=with_entropy)
+    full = torch.zeros(d.completion_ids.shape, dtype=torch.float32)
+    full_ent = torch.zeros_like(full) if with_entropy else None
+    for rows, l, e in dist.gather_objects((mine.cpu(), lp.cpu(), None if ent is None else ent.cpu())):
+        full[rows, : l.shape[1]] = l
+        if full_ent is not None:
+            full_ent[rows, : e.shape[1]] = e
+    dev = d.completion_ids.device
+    return full.to(dev), None if full_ent is None else full_ent.to(dev)
 
 
 def _shaped_metrics(batch, names) -> dict:

@@ -28,6 +28,13 @@ class StepData:
     group: torch.Tensor | None = None     # [N] group ids (full-batch objectives such as DisCO)
     correct: torch.Tensor | None = None   # [N] task correctness 0/1
 
+    def select(self, rows: torch.Tensor) -> "StepData":
+        """The rows ``rows`` (a long index tensor) of every tensor field."""
+        import dataclasses
+
+        return StepData(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[rows])
+                           for f in dataclasses.fields(self)})
+
 
 def micro_slices(n: int, k: int) -> list[slice]:
     """Split n rows into at most k contiguous, nearly equal slices."""

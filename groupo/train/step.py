@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import ops
+from .. import dist, ops
 from ..rollout import Rollout, generate
 from ..types import Batch
 
@@ -25,6 +25,7 @@ class Collected:
     prompt_items: list        # every prompt generated this step (all rounds), in order
     prompt_correct: list      # [[0/1 per completion] per prompt], aligned with prompt_items
     replayed: torch.Tensor | None = None   # [N] bool, training rows that came from the replay buffer
+    owner: torch.Tensor | None = None      # [N] rank that generated each training row (trains on it)
 
 
 def _pad_cat(tensors: list[torch.Tensor], value, left: bool) -> torch.Tensor:
@@ -39,14 +40,16 @@ def _pad_cat(tensors: list[torch.Tensor], value, left: bool) -> torch.Tensor:
     return torch.cat(out, dim=0)
 
 
-def cat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
-    """Concatenate rollouts of several generation rounds (group ids made unique)."""
+def cat_rollouts(parts: list[Rollout], pad_id: int, renumber: bool = True) -> Rollout:
+    """Concatenate rollouts of several generation rounds (group ids made unique, unless
+    ``renumber`` is False: the parts' ids are already distinct)."""
     if len(parts) == 1:
         return parts[0]
     offset, groups = 0, []
     for r in parts:
-        groups.append(r.group + offset)
-        offset += int(r.group.max()) + 1 if r.group.numel() else 0
+        groups.append(r.group + offset if renumber else r.group)
+        if renumber:
+            offset += int(r.group.max()) + 1 if r.group.numel() else 0
     return Rollout(
         prompt_ids=_pad_cat([r.prompt_ids for r in parts], pad_id, left=True),
         prompt_mask=_pad_cat([r.prompt_mask for r in parts], 0, left=True),
@@ -80,34 +83,28 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
     filt, replay = cfg.components["filter"], cfg.components.get("replay")
     replay = replay if getattr(replay, "active", False) else None
     parts, all_items, comps, t_gen, t_score, n_prompts = [], [], [], 0.0, 0.0, 0
-    group_items, replayed_parts, n_reflect = [], [], 0
+    group_items, replayed_parts, owners, n_reflect = [], [], [], 0
     rounds, need, valid_groups = 0, g.prompts_per_step, 0
     while True:
-        items = cfg.sampler(cfg.task, step_rng, need, run.sampler_state)
+        items = cfg.sampler(cfg.task, step_rng, need, run.sampler_state)   # the global list, same on every rank
         reflect = replay.reflect(items, run.replay_state) if replay is not None else None
         n_reflect += sum(q is not None for q in reflect or [])
         prompts = render_prompts(cfg.template, items, run.tokenizer, step, n_prompts, reflect)
-        n_prompts += len(items)
         alloc = cfg.components.get("allocation")
         sizes = alloc(items, g.group_size, run.alloc_state) if alloc is not None else [g.group_size] * len(items)
+        mine = dist.share(len(items))                                       # whole prompts per rank
+        gens = gen
+        if g.seed_per_prompt or dist.world() > 1:
+            gens = dist.prompt_generators(cfg.seed, step, n_prompts + mine.start, len(items[mine]), gen.device)
+        n_prompts += len(items)
         t0 = time.perf_counter()
-        roll = generate(run.model, run.tokenizer, prompts, sizes, g.max_new_tokens,
-                        run.eos_ids, g.temperature, g.top_p, g.top_k, gen, backend=g.backend)
-        t_gen += time.perf_counter() - t0
-        t0 = time.perf_counter()
+        roll, comp, rep, dt_gen = _generate_share(run, items[mine], prompts[mine], sizes[mine], gens, replay)
+        t_gen += dt_gen
+        t_score += time.perf_counter() - t0 - dt_gen
+        roll, comp, rep, owner = _gather_round(roll, comp, rep, len(items[mine]), run.tokenizer.pad_token_id)
         row_items = [items[i] for i in roll.group.tolist()]
-        row_prompts = [prompts[i] for i in roll.group.tolist()]
-        comp = cfg.rewards(roll.texts, row_items, prompts=row_prompts)      # [n, K]
-        if replay is not None:   # R³ cross-context replay into all-fail groups, re-scored here
-            roll, rep = replay.restore(roll, _correct(run, comp, roll.texts, row_items), items,
-                                       run.replay_state, run.tokenizer.pad_token_id)
-            if rep.any():
-                idx = rep.nonzero().squeeze(1).tolist()
-                comp = comp.clone()
-                comp[idx] = cfg.rewards([roll.texts[i] for i in idx], [row_items[i] for i in idx],
-                                        prompts=[row_prompts[i] for i in idx])
-            replayed_parts.append(rep)
-        t_score += time.perf_counter() - t0
+        replayed_parts.append(rep)
+        owners.append(owner)
         parts.append(roll)
         group_items += items
         all_items += row_items
@@ -134,7 +131,8 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
         keep &= torch.isin(roll.group, kept_groups)
     rows = keep.nonzero().squeeze(1)
     metrics = _metrics(full, rewards, cfg.rewards.names, comp)
-    replayed = torch.cat(replayed_parts) if replayed_parts else torch.zeros(full.n, dtype=torch.bool)
+    replayed = torch.cat(replayed_parts)
+    owner = torch.cat(owners)
     if replay is not None:
         replay.record(roll, correct, group_items, replayed, run.replay_state, step)
         metrics.update({"replay/rows": int(replayed.sum()), "replay/reflect_prompts": n_reflect,
@@ -153,7 +151,57 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
         first_row.setdefault(gid, i)
     order = sorted(per_prompt)
     return Collected(full.select(rows), select_rows(roll, rows), [all_items[i] for i in rows.tolist()], metrics,
-                     [all_items[first_row[g]] for g in order], [per_prompt[g] for g in order], replayed[rows])
+                     [all_items[first_row[g]] for g in order], [per_prompt[g] for g in order], replayed[rows],
+                     owner[rows])
+
+
+def _generate_share(run, items, prompts, sizes, gens, replay):
+    """Generate and score this rank's prompts (R³ replay applied): (rollout, reward
+    components [n, K], replayed [n], generation seconds)."""
+    cfg, g, tok = run.cfg, run.cfg.generation, run.tokenizer
+    dev = next(run.model.parameters()).device
+    if not items:
+        z = torch.zeros(0, 0, dtype=torch.long, device=dev)
+        e = torch.zeros(0, dtype=torch.long)
+        return (Rollout(z, z, z, z, e.bool(), e, []), torch.zeros(0, len(cfg.rewards.names)),
+                e.bool(), 0.0)
+    t0 = time.perf_counter()
+    roll = generate(run.model, tok, prompts, sizes, g.max_new_tokens, run.eos_ids, g.temperature, g.top_p,
+                    g.top_k, gens, backend=g.backend)
+    dt = time.perf_counter() - t0
+    row_items = [items[i] for i in roll.group.tolist()]
+    row_prompts = [prompts[i] for i in roll.group.tolist()]
+    comp = cfg.rewards(roll.texts, row_items, prompts=row_prompts)      # [n, K]
+    rep = torch.zeros(len(roll.texts), dtype=torch.bool)
+    if replay is not None:   # R³ cross-context replay into all-fail groups, re-scored here
+        roll, rep = replay.restore(roll, _correct(run, comp, roll.texts, row_items), items,
+                                   run.replay_state, tok.pad_token_id)
+        if rep.any():
+            idx = rep.nonzero().squeeze(1).tolist()
+            comp = comp.clone()
+            comp[idx] = cfg.rewards([roll.texts[i] for i in idx], [row_items[i] for i in idx],
+                                    prompts=[row_prompts[i] for i in idx])
+    return roll, comp, rep, dt
+
+
+def _gather_round(roll: Rollout, comp: torch.Tensor, rep: torch.Tensor, n_items: int, pad_id: int):
+    """Every rank's share of one generation round -> the global round on every rank, in rank
+    order, group ids made global; ``owner`` [N] = the rank that generated each row."""
+    if dist.world() == 1:
+        return roll, comp, rep, torch.zeros(len(roll.texts), dtype=torch.long)
+    dev = roll.completion_ids.device
+    fields = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
+    mine = ({f: getattr(roll, f).cpu() for f in fields}, roll.truncated.cpu(), roll.group.cpu(), roll.texts,
+            comp.cpu(), rep.cpu(), n_items)
+    parts, comps, reps, owners, offset = [], [], [], [], 0
+    for r, (t, trunc, group, texts, c, p, n) in enumerate(dist.gather_objects(mine)):
+        if texts:
+            parts.append(Rollout(*(t[f].to(dev) for f in fields), trunc, group + offset, texts))
+            comps.append(c)
+            reps.append(p)
+            owners.append(torch.full((len(texts),), r, dtype=torch.long))
+        offset += n
+    return cat_rollouts(parts, pad_id, renumber=False), torch.cat(comps), torch.cat(reps), torch.cat(owners)
 
 
 def _correct(run, comp, texts, items) -> torch.Tensor:

@@ -1,0 +1,89 @@
+"""Two processes vs one: the weights after training steps must agree (make test-dist).
+
+For each case, trains the same recipe (a) in this process and (b) with ``torchrun
+--nproc_per_node 2`` (gloo on CPU), both with per-prompt sampling seeds so the global batch
+is the same, and prints the largest absolute weight difference. Exit status 1 when any
+difference exceeds the tolerance (1e-5). Cases cover the batch-level statistics that must
+be computed over all ranks: GDPO batch normalisation, DAPO's global token mean (with the
+zero-variance refill deciding on global counts), DGPO valid-token normalisation and
+question weights, old log-probs gathered for num_iterations=2 with a KL reference, and
+R³ replay state.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CASES = {
+    "grpo": [],
+    "dapo_token_mean_refill": ["aggregation.name=token_mean", "filter.name=zero_variance", "filter.refill=true",
+                               "filter.max_rounds=2", "objective.eps_high=0.28"],
+    "gdpo_batch_norm": ["advantage.name=gdpo"],
+    "dgpo": ["advantage.name=dgpo", "weighting.name=dgpo_dqw", "aggregation.name=dgpo_token_mean"],
+    "iters2_kl": ["train.num_iterations=2", "kl.name=k3", "kl.coef=0.05"],
+    "r3": ["replay.name=r3", "shaping.name=entropy_rank"],
+}
+
+
+def overrides(model_dir: Path, reward: Path, case: str) -> list[str]:
+    return [f"model.path={model_dir}", "model.tiny=false", "model.threads=1", "generation.group_size=4",
+            "generation.prompts_per_step=6", "generation.max_new_tokens=5", "generation.temperature=1.5",
+            "generation.seed_per_prompt=true", "train.steps=2", "train.lr=1e-3", "train.micro_batches=2",
+            "warmstart.steps=0", "eval.before=false", "eval.after=false", "log.tensorboard=false",
+            "checkpoint.every=0", "sampler.name=prompt_gdro", "sampler.pool_size=4",
+            f"rewards=[{{name: correct, weight: 1.0}}, {{name: python, path: {reward}, weight: 0.5}}]",
+            *CASES[case]]
+
+
+def max_diff(a: Path, b: Path) -> float:
+    from safetensors.torch import load_file
+
+    wa = load_file(a / "checkpoints/step_2/model.safetensors")
+    wb = load_file(b / "checkpoints/step_2/model.safetensors")
+    return max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--tol", type=float, default=1e-5)
+    args = ap.parse_args()
+    from groupo.model.tiny import build_tiny
+
+    worst, failed = 0.0, []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = build_tiny(tmp / "model", seed=0, hidden=64, layers=2, heads=2)
+        reward = tmp / "varied.py"
+        reward.write_text("def reward(completions, **kw):\n    return [float(len(c) % 3) for c in completions]\n")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        for case in args.cases.split(","):
+            over = overrides(model, reward, case)
+            base = [sys.executable, "-m", "groupo", "train", "demo", *over]
+            subprocess.run([*base, "--out", str(tmp / case / "one")], check=True, env=env,
+                           stdout=subprocess.DEVNULL)
+            torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+            out = subprocess.run([*torchrun, "-m", "groupo", "train", "demo", *over, "--out", str(tmp / case / "two")],
+                                 env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                print(out.stdout[-3000:], out.stderr[-3000:], sep="\n")
+                print(f"dist-check {case}: torchrun failed (exit {out.returncode})")
+                failed.append(case)
+                continue
+            d = max_diff(tmp / case / "one", tmp / case / "two")
+            worst = max(worst, d)
+            ok = d <= args.tol
+            print(f"dist-check {case}: max |w_1proc - w_2proc| = {d:.3e} ({'ok' if ok else 'FAIL'})", flush=True)
+            if not ok:
+                failed.append(case)
+    print(f"dist-check: largest weight difference over {len(args.cases.split(','))} cases = {worst:.3e} "
+          f"(tolerance {args.tol:g}); {'all passed' if not failed else 'failed: ' + ', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
