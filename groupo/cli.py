@@ -212,6 +212,25 @@ def _label_seed(run_dir: Path) -> tuple[str, int]:
     return str(raw.get("name") or run_dir.name), int(raw.get("seed") or 0)
 
 
+def cmd_export(args) -> int:
+    """A plain transformers model directory from a run or checkpoint (LoRA adapters merged)."""
+    from .config import ConfigError
+    from .model.load import export_merged, load_model, load_tokenizer
+    from .train import checkpoint as ckpt
+
+    src = Path(args.source)
+    if (src / "checkpoints").is_dir():
+        last = ckpt.latest(src)
+        if last is None:
+            raise ConfigError(f"run directory '{src}' has no complete checkpoint")
+        src = last[1]
+    if not src.exists():
+        raise ConfigError(f"'{src}' does not exist (give a run directory or a checkpoint)")
+    out = export_merged(load_model(src), load_tokenizer(src), args.out)
+    _console().print(f"exported {src} -> {out} (loads with transformers' AutoModelForCausalLM)")
+    return 0
+
+
 def cmd_study(args) -> int:
     from .eval.study_report import write_study
     from .study import load_study, run_study
@@ -260,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="also write summary.md/json, plots and report.html here (runs with the "
                                   "same recipe name are treated as seeds of one method)")
     sp.set_defaults(func=cmd_compare)
+    sp = sub.add_parser("export", help="save a run's model as a plain transformers directory (LoRA merged)")
+    sp.add_argument("source", help="run directory or checkpoints/step_N")
+    sp.add_argument("--out", required=True, help="output directory")
+    sp.set_defaults(func=cmd_export)
     sp = sub.add_parser("study", help="grid of recipes x seeds on one setup: summary table, plots, report")
     sp.add_argument("study", help="study YAML file (see groupo/study.py or docs/study/)")
     sp.add_argument("--out", help="output directory (default study/<name>)")

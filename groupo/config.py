@@ -35,6 +35,13 @@ class ModelCfg:
     dtype: str = "float32"         # float32 | bfloat16 | float16 (bf16/fp16 for GPUs)
     device: str = "auto"           # auto | cpu | cuda
     threads: int = 0               # torch CPU threads; 0 = one per available core (max 8)
+    lora_r: int = 0                # LoRA rank (0 = full fine-tuning); needs peft (groupo[lora])
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = "all-linear"   # or comma-separated module names, e.g. q_proj,v_proj
+    gradient_checkpointing: bool = False
+    autocast: str = "none"         # none | bfloat16 (mixed precision for forward/backward, GPU or CPU)
+    logprob_chunk: int = 0         # >0: log-probs through the output head in chunks of this many tokens
 
 
 @dataclass
@@ -361,7 +368,8 @@ def _check_values(cfg: Config) -> None:
     need(g.temperature >= 0, f"generation.temperature must be >= 0, got {g.temperature}")
     need(0 < g.top_p <= 1, f"generation.top_p must be in (0, 1], got {g.top_p}")
     need(g.top_k >= 0, f"generation.top_k must be >= 0, got {g.top_k}")
-    need(g.backend in ("hf", "reference"), f"generation.backend must be 'hf' or 'reference', got {g.backend!r}")
+    need(g.backend in ("hf", "reference", "vllm"),
+         f"generation.backend must be 'hf', 'reference' or 'vllm', got {g.backend!r}")
     need(t.steps >= 0, f"train.steps must be >= 0, got {t.steps}")
     need(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
     need(t.micro_batches >= 1, f"train.micro_batches must be >= 1, got {t.micro_batches}")
@@ -373,6 +381,11 @@ def _check_values(cfg: Config) -> None:
     need(all(1 <= k <= e.samples for k in e.ks), f"eval.ks must be between 1 and eval.samples={e.samples}, got {e.ks}")
     need(cfg.model.dtype in ("float32", "bfloat16", "float16"), f"model.dtype must be float32, bfloat16 or float16, got {cfg.model.dtype!r}")
     need(cfg.model.device in ("auto", "cpu", "cuda"), f"model.device must be auto, cpu or cuda, got {cfg.model.device!r}")
+    m = cfg.model
+    need(m.lora_r >= 0 and m.lora_alpha > 0 and 0 <= m.lora_dropout < 1,
+         f"model.lora_r must be >= 0, lora_alpha > 0, lora_dropout in [0, 1); got {m.lora_r}, {m.lora_alpha}, {m.lora_dropout}")
+    need(m.autocast in ("none", "bfloat16"), f"model.autocast must be none or bfloat16, got {m.autocast!r}")
+    need(m.logprob_chunk >= 0, f"model.logprob_chunk must be >= 0, got {m.logprob_chunk}")
     need(cfg.model.path or cfg.model.tiny, "model.path is required (a local Hugging Face model directory), e.g. model.path=./my-model")
     need(cfg.checkpoint.every >= 0 and cfg.checkpoint.keep >= 1, "checkpoint.every must be >= 0 and checkpoint.keep >= 1")
     for section, comp in cfg.components.items():   # components that depend on other sections

@@ -9,6 +9,8 @@ trained policy is the one that generated the samples.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -21,21 +23,70 @@ def build_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion
     return input_ids, attn, pos
 
 
+def configure(model, logprob_chunk: int = 0, autocast: str = "none"):
+    """Options read by ``completion_logprobs`` for this model (set once at setup)."""
+    model._groupo_logprob_chunk = int(logprob_chunk)
+    model._groupo_autocast = None if autocast in ("none", "", None) else getattr(torch, autocast)
+    return model
+
+
+def _autocast(model, device: torch.device):
+    dtype = getattr(model, "_groupo_autocast", None)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
                         temperature: float = 1.0, with_entropy: bool = False):
     """Per-token log pi(o_t | q, o_<t) for completion tokens: [N, T] (and entropy [N, T])."""
     input_ids, attn, pos = build_inputs(prompt_ids, prompt_mask, completion_ids, completion_mask)
-    Lp, T = prompt_ids.shape[1], completion_ids.shape[1]
-    out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=False,
-                logits_to_keep=T + 1)
+    T = completion_ids.shape[1]
+    chunk = getattr(model, "_groupo_logprob_chunk", 0)
+    with _autocast(model, input_ids.device):
+        if chunk:
+            return _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk)
+        out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=False,
+                    logits_to_keep=T + 1)
     logits = out.logits[:, -(T + 1):-1, :].float()          # [N, T, V] predicting the completion tokens
+    return _token_logprobs(logits, completion_ids, temperature, with_entropy)
+
+
+def _token_logprobs(logits, ids, temperature: float, with_entropy: bool):
+    """log-softmax at the chosen ids via logit - logsumexp (no [.., V] log-softmax kept)."""
     if temperature and temperature != 1.0:
         logits = logits / temperature
     lse = torch.logsumexp(logits, dim=-1)                    # [N, T]
-    logp = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1) - lse
+    logp = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - lse
     if not with_entropy:
         return logp, None
     with torch.no_grad():
         probs = torch.softmax(logits, dim=-1)
         entropy = lse - (probs * logits).sum(-1)             # H = logsumexp - E_p[logit]
     return logp, entropy
+
+
+def _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk: int):
+    """The same numbers with at most ``chunk`` completion positions' logits alive at once:
+    the decoder runs once, then the output head + log-softmax run per chunk of positions
+    under activation checkpointing, so the backward pass recomputes each chunk's logits
+    instead of storing [N, T, V]. For models whose head is one linear layer on the final
+    hidden state (Llama, Qwen, Mistral, ...); logit soft-capping heads are not supported."""
+    from torch.utils.checkpoint import checkpoint
+
+    T = completion_ids.shape[1]
+    body, head = model.get_decoder(), model.get_output_embeddings()
+    hidden = body(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=False).last_hidden_state
+    hidden = hidden[:, -(T + 1):-1, :]                       # [N, T, H]
+
+    def part(h, ids):
+        return _token_logprobs(head(h).float(), ids, temperature, False)[0]
+
+    logps, ents = [], []
+    for a in range(0, T, chunk):
+        h, ids = hidden[:, a:a + chunk], completion_ids[:, a:a + chunk]
+        logps.append(checkpoint(part, h, ids, use_reentrant=False) if torch.is_grad_enabled() else part(h, ids))
+        if with_entropy:
+            with torch.no_grad():
+                ents.append(_token_logprobs(head(h.detach()).float(), ids, temperature, True)[1])
+    return torch.cat(logps, 1), (torch.cat(ents, 1) if with_entropy else None)

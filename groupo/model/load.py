@@ -56,18 +56,99 @@ def load_tokenizer(path: str | Path):
 
 
 def load_model(path: str | Path, dtype: str = "float32", device: str = "cpu"):
+    """A causal LM from a local directory. A directory holding a LoRA adapter
+    (``adapter_config.json``, as groupo's LoRA checkpoints do) is loaded onto its base
+    model with ``peft`` (imported only then), trainable."""
     from transformers import AutoModelForCausalLM
 
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model directory '{path}' does not exist")
+    if (path / "adapter_config.json").exists():
+        return _load_adapter(path, dtype, device)
     if not (path / "config.json").exists():
         raise ModelError(f"'{path}' is not a Hugging Face model directory (no config.json)")
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(str(path.resolve()), dtype=DTYPES[dtype])
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load the model in '{path}' ({str(e).splitlines()[0][:160]})") from None
     return model.to(pick_device(device) if isinstance(device, str) else device)
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError:
+        raise ModelError("LoRA needs peft: pip install 'groupo[lora]'") from None
+    return peft
+
+
+def _load_adapter(path: Path, dtype: str, device):
+    import json
+
+    peft = _peft()
+    base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base or not Path(base).exists():
+        raise ModelError(f"LoRA adapter '{path}': its base model '{base}' is not a local directory")
+    model = load_model(base, dtype, device)
+    return peft.PeftModel.from_pretrained(model, str(path), is_trainable=True)
+
+
+def add_lora(model, r: int, alpha: float, dropout: float, targets: str):
+    """Wrap ``model`` with fresh LoRA adapters (Hu et al., arXiv 2106.09685) via peft;
+    only the adapters train. ``targets``: "all-linear" (peft's choice of every linear
+    layer but the output head) or a comma-separated list of module names."""
+    peft = _peft()
+    target = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    cfg = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target, task_type="CAUSAL_LM")
+    try:
+        return peft.get_peft_model(model, cfg)
+    except ValueError as e:
+        raise ModelError(f"model.lora_targets={targets!r}: {str(e).splitlines()[0][:160]}") from None
+
+
+def is_lora(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+class AdapterOff:
+    """The base model of a LoRA policy (adapters disabled), used as the frozen KL
+    reference without a second copy of the weights."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, **kw):
+        with self.model.disable_adapter():
+            return self.model(**kw)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def get_decoder(self):
+        return _AdapterOffPart(self.model, self.model.get_decoder())
+
+    def get_output_embeddings(self):
+        return _AdapterOffPart(self.model, self.model.get_output_embeddings())
+
+
+class _AdapterOffPart:
+    def __init__(self, peft_model, part):
+        self.peft_model, self.part = peft_model, part
+
+    def __call__(self, *a, **kw):
+        with self.peft_model.disable_adapter():
+            return self.part(*a, **kw)
+
+
+def export_merged(model, tokenizer, out: str | Path) -> Path:
+    """Save a plain transformers model: LoRA adapters merged into the weights."""
+    out = Path(out)
+    if is_lora(model):
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def eos_ids(tokenizer, model=None) -> list[int]:

@@ -61,6 +61,17 @@ def generate(model, tokenizer, prompts: list[str], group_sizes: list[int], max_n
     """Sample ``group_sizes[j]`` completions for each ``prompts[j]``. ``generator`` is one
     torch.Generator for all rows, or a list with one per prompt (then a prompt's samples
     do not depend on which other prompts share the batch; used by multi-process runs)."""
+    was_training = model.training
+    model.eval()            # sampling never uses dropout or gradient checkpointing (which disables the KV cache)
+    try:
+        return _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
+                         top_k, generator, backend)
+    finally:
+        model.train(was_training)
+
+
+def _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p, top_k,
+              generator, backend) -> Rollout:
     device = next(model.parameters()).device
     p_ids, p_mask = _encode(prompts, tokenizer, device)       # [P, Lp]
     sizes = torch.tensor(group_sizes, device=device)

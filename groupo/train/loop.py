@@ -23,7 +23,8 @@ import torch
 
 from .. import dist
 from ..eval.evaluate import evaluate
-from ..model.load import eos_ids, load_model, load_tokenizer, pick_device, set_threads
+from ..model.forward import configure
+from ..model.load import AdapterOff, add_lora, eos_ids, is_lora, load_model, load_tokenizer, pick_device, set_threads
 from . import checkpoint as ckpt
 from .log import MetricsLogger, step_line
 from .loss import StepData, accumulate_loss, logprobs_all
@@ -105,10 +106,22 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
             run.tokenizer.save_pretrained(run_dir / "init")
         dist.barrier()
         say(f"warm start done after {info['steps']} steps (loss {info['loss']:.3f}, dev acc {info['dev_accuracy']})")
+    mc = cfg.model
+    if mc.lora_r and not is_lora(run.model):
+        if (run_dir / "init").exists():    # adapters sit on the warm-started weights
+            run.model.config._name_or_path = str((run_dir / "init").resolve())
+        torch.manual_seed(cfg.seed)        # the adapters' random init is part of the run's seed
+        run.model = add_lora(run.model, mc.lora_r, mc.lora_alpha, mc.lora_dropout, mc.lora_targets)
+    if mc.gradient_checkpointing:
+        run.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    configure(run.model, mc.logprob_chunk, mc.autocast)
     ref_model = None
-    if cfg.kl.coef != 0.0:
+    if cfg.kl.coef != 0.0 and is_lora(run.model):
+        ref_model = configure(AdapterOff(run.model), mc.logprob_chunk, mc.autocast)   # base weights, no copy
+    elif cfg.kl.coef != 0.0:
         ref_dir = run_dir / "init" if (run_dir / "init").exists() else Path(cfg.model.path)
         ref_model = load_model(ref_dir, cfg.model.dtype, device).eval().requires_grad_(False)
+        configure(ref_model, mc.logprob_chunk, mc.autocast)
 
     def run_eval(tag):
         return evaluate(run.model, run.tokenizer, eval_items, cfg.template, run.eos_ids, g.max_new_tokens,
@@ -120,7 +133,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         _write_eval(run_dir, results, cfg)
 
     t = cfg.train
-    opt = torch.optim.AdamW(run.model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+    opt = torch.optim.AdamW([p for p in run.model.parameters() if p.requires_grad], lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t, t.steps * t.num_iterations))
     step_rng = random.Random(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
