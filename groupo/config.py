@@ -42,6 +42,7 @@ class ModelCfg:
     gradient_checkpointing: bool = False
     autocast: str = "none"         # none | bfloat16 (mixed precision for forward/backward, GPU or CPU)
     logprob_chunk: int = 0         # >0: log-probs through the output head in chunks of this many tokens
+    prefix_sharing: str = "auto"   # auto | on | off: one forward per shared prompt (Prefix Grouper)
 
 
 @dataclass
@@ -386,6 +387,7 @@ def _check_values(cfg: Config) -> None:
          f"model.lora_r must be >= 0, lora_alpha > 0, lora_dropout in [0, 1); got {m.lora_r}, {m.lora_alpha}, {m.lora_dropout}")
     need(m.autocast in ("none", "bfloat16"), f"model.autocast must be none or bfloat16, got {m.autocast!r}")
     need(m.logprob_chunk >= 0, f"model.logprob_chunk must be >= 0, got {m.logprob_chunk}")
+    need(m.prefix_sharing in ("auto", "on", "off"), f"model.prefix_sharing must be auto, on or off, got {m.prefix_sharing!r}")
     need(cfg.model.path or cfg.model.tiny, "model.path is required (a local Hugging Face model directory), e.g. model.path=./my-model")
     need(cfg.checkpoint.every >= 0 and cfg.checkpoint.keep >= 1, "checkpoint.every must be >= 0 and checkpoint.keep >= 1")
     for section, comp in cfg.components.items():   # components that depend on other sections

@@ -19,7 +19,8 @@ def ragged_batch(seed=0):
                  reward_components=comps, reward_weights=torch.tensor([1.0, 0.5], dtype=torch.float64),
                  reward_names=("correct", "format"), correct=comps[:, 0].clone(), lengths=mask.sum(1).long(),
                  truncated=mask.sum(1) == t, max_length=t, completion_mask=mask,
-                 extra={"seq_logp": -torch.rand(n, generator=g, dtype=torch.float64)})
+                 extra={"seq_logp": -torch.rand(n, generator=g, dtype=torch.float64),
+                        "tok_entropy": torch.rand(n, t, generator=g)})
 
 
 def cases(axis):

@@ -23,9 +23,10 @@ def build_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion
     return input_ids, attn, pos
 
 
-def configure(model, logprob_chunk: int = 0, autocast: str = "none"):
+def configure(model, logprob_chunk: int = 0, autocast: str = "none", prefix_sharing: str = "off"):
     """Options read by ``completion_logprobs`` for this model (set once at setup)."""
     model._groupo_logprob_chunk = int(logprob_chunk)
+    model._groupo_prefix = prefix_sharing
     model._groupo_autocast = None if autocast in ("none", "", None) else getattr(torch, autocast)
     return model
 
@@ -43,6 +44,14 @@ def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completi
     input_ids, attn, pos = build_inputs(prompt_ids, prompt_mask, completion_ids, completion_mask)
     T = completion_ids.shape[1]
     chunk = getattr(model, "_groupo_logprob_chunk", 0)
+    mode = getattr(model, "_groupo_prefix", "off")
+    if mode != "off":
+        from .prefix import shared_prefix_logprobs, worth_it
+
+        if worth_it(model, prompt_ids, prompt_mask, completion_mask, mode):
+            with _autocast(model, input_ids.device):
+                return shared_prefix_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                                              temperature, with_entropy)
     with _autocast(model, input_ids.device):
         if chunk:
             return _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk)

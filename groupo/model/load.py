@@ -117,6 +117,7 @@ class AdapterOff:
 
     def __init__(self, model):
         self.model = model
+        self.config = model.config
 
     def __call__(self, **kw):
         with self.model.disable_adapter():

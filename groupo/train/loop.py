@@ -114,14 +114,14 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         run.model = add_lora(run.model, mc.lora_r, mc.lora_alpha, mc.lora_dropout, mc.lora_targets)
     if mc.gradient_checkpointing:
         run.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    configure(run.model, mc.logprob_chunk, mc.autocast)
+    configure(run.model, mc.logprob_chunk, mc.autocast, mc.prefix_sharing)
     ref_model = None
     if cfg.kl.coef != 0.0 and is_lora(run.model):
-        ref_model = configure(AdapterOff(run.model), mc.logprob_chunk, mc.autocast)   # base weights, no copy
+        ref_model = configure(AdapterOff(run.model), mc.logprob_chunk, mc.autocast, mc.prefix_sharing)   # base weights, no copy
     elif cfg.kl.coef != 0.0:
         ref_dir = run_dir / "init" if (run_dir / "init").exists() else Path(cfg.model.path)
         ref_model = load_model(ref_dir, cfg.model.dtype, device).eval().requires_grad_(False)
-        configure(ref_model, mc.logprob_chunk, mc.autocast)
+        configure(ref_model, mc.logprob_chunk, mc.autocast, mc.prefix_sharing)
 
     def run_eval(tag):
         return evaluate(run.model, run.tokenizer, eval_items, cfg.template, run.eos_ids, g.max_new_tokens,

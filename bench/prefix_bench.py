@@ -1,0 +1,81 @@
+"""Shared-prefix (Prefix Grouper) vs naive forward+backward, side by side in one run.
+
+    python bench/prefix_bench.py [--prompt 512] [--completion 64] [--group 8] [--prompts 1]
+
+Same model, same batch (random prompt/completion tokens, completions of random length
+between half and full), alternating repetitions; prints median times, their ratio, and
+the token counts each path processes. Ends with ``target prefix_fwd_bwd MEASURED 0.5
+pass|fail`` (the issue's target: shared <= 0.5x naive at prompt 512 / completion 64 / G=8).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompt", type=int, default=512)
+    ap.add_argument("--completion", type=int, default=64)
+    ap.add_argument("--group", type=int, default=8)
+    ap.add_argument("--prompts", type=int, default=1)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--target", type=float, default=0.5)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from groupo.model.forward import completion_logprobs, configure
+    from groupo.model.load import load_model
+    from groupo.model.prefix import plan
+    from groupo.model.tiny import build_tiny
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = build_tiny(Path(tmp) / "m", seed=0, hidden=args.hidden, layers=args.layers, heads=max(1, args.hidden // 64))
+        model = load_model(d)
+    n_params = sum(p.numel() for p in model.parameters())
+    g = torch.Generator().manual_seed(0)
+    V = model.config.vocab_size
+    N = args.prompts * args.group
+    prompts = torch.randint(3, V, (args.prompts, args.prompt), generator=g)
+    p_ids = prompts.repeat_interleave(args.group, 0)
+    p_mask = torch.ones_like(p_ids)
+    c_ids = torch.randint(3, V, (N, args.completion), generator=g)
+    c_mask = torch.zeros_like(c_ids)
+    for i, L in enumerate(torch.randint(args.completion // 2, args.completion + 1, (N,), generator=g).tolist()):
+        c_mask[i, :L] = 1
+    _, packed, naive = plan(p_ids, p_mask, c_mask)
+
+    def step(mode):
+        configure(model, prefix_sharing=mode)
+        model.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        lp, _ = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask)
+        (lp * c_mask).sum().backward()
+        return time.perf_counter() - t0
+
+    step("off"), step("on")                       # warm-up
+    times = {"off": [], "on": []}
+    for _ in range(args.reps):
+        for mode in ("off", "on"):
+            times[mode].append(step(mode))
+    a, b = statistics.median(times["off"]), statistics.median(times["on"])
+    print(f"model {n_params / 1e6:.1f}M params | {args.prompts} prompt(s) x G={args.group} | prompt {args.prompt} "
+          f"| completions <= {args.completion} | threads {args.threads}")
+    print(f"tokens through the model: naive {naive}, shared prefix {packed} ({packed / naive:.2f}x)")
+    print(f"forward+backward median of {args.reps}: naive {a * 1000:.0f} ms | shared prefix {b * 1000:.0f} ms "
+          f"| ratio {b / a:.2f}")
+    ok = b / a <= args.target
+    print(f"target prefix_fwd_bwd {b / a:.2f} {args.target} {'pass' if ok else 'fail'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
