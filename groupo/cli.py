@@ -37,9 +37,10 @@ def _user_errors() -> tuple:
     from .registry import RegistryError
     from .tasks import TaskError
     from .train.checkpoint import CheckpointError
+    from .rewards.components import RewardError
     from .train.loop import TrainingError
 
-    return ConfigError, RegistryError, ModelError, TaskError, CheckpointError, TrainingError
+    return ConfigError, RegistryError, ModelError, TaskError, CheckpointError, TrainingError, RewardError
 
 
 def _console():

@@ -45,7 +45,7 @@ def build_tokenizer():
     return fast
 
 
-def tiny_config(vocab_size: int, hidden: int = 128, layers: int = 4, heads: int = 4, max_pos: int = 256,
+def tiny_config(vocab_size: int, hidden: int = 128, layers: int = 4, heads: int = 4, max_pos: int = 1024,
                 pad_id: int = 0, eos_id: int = 3):
     from transformers import LlamaConfig
 

@@ -26,6 +26,10 @@ from functools import cached_property
 
 from ..registry import register
 from ..types import Item
+
+
+class RewardError(ValueError):
+    """A user reward function broke its contract (one line for the user, exit code 2)."""
 from . import mathpool
 from .extract import MODES
 from .verify import verify
@@ -141,9 +145,9 @@ class PythonReward:
         try:
             values = list(values)
         except TypeError:
-            raise ValueError(f"{where} returned {type(values).__name__}, expected a list of floats") from None
+            raise RewardError(f"{where} returned {type(values).__name__}, expected a list of floats") from None
         if len(values) != len(completions):
-            raise ValueError(f"{where} returned {len(values)} values for {len(completions)} completions")
+            raise RewardError(f"{where} returned {len(values)} values for {len(completions)} completions")
         out: list[float | None] = []
         for i, v in enumerate(values):
             if v is None:
@@ -154,8 +158,6 @@ class PythonReward:
                     raise TypeError
                 x = float(v)
             except (TypeError, ValueError):
-                raise ValueError(f"{where} returned a non-numeric value {v!r} at index {i}") from None
-            if math.isinf(x):
-                raise ValueError(f"{where} returned an infinite value at index {i}")
-            out.append(None if math.isnan(x) else x)  # NaN = skip, as None
+                raise RewardError(f"{where} returned a non-numeric value {v!r} at index {i}") from None
+            out.append(x if math.isfinite(x) else None)  # NaN or +-inf: the row is skipped (reward/skipped)
         return out

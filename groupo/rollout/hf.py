@@ -74,6 +74,7 @@ def _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, t
               generator, backend) -> Rollout:
     device = next(model.parameters()).device
     p_ids, p_mask = _encode(prompts, tokenizer, device)       # [P, Lp]
+    check_context(model, int(p_mask.sum(1).max()) if len(prompts) else 0, max_new_tokens)
     sizes = torch.tensor(group_sizes, device=device)
     rows = torch.repeat_interleave(torch.arange(len(prompts), device=device), sizes)  # [N]
     pad = tokenizer.pad_token_id
@@ -91,6 +92,16 @@ def _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, t
     comp = comp.masked_fill(mask == 0, pad)
     texts = tokenizer.batch_decode([c[m.bool()].tolist() for c, m in zip(comp, mask)], skip_special_tokens=True)
     return Rollout(p_ids[rows], p_mask[rows], comp, mask, truncated.cpu(), rows.cpu(), texts)
+
+
+def check_context(model, prompt_len: int, max_new_tokens: int) -> None:
+    """A prompt plus the generation budget must fit the model's context window."""
+    ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if ctx and prompt_len + max_new_tokens > ctx:
+        from ..model.load import ModelError
+
+        raise ModelError(f"a prompt of {prompt_len} tokens + generation.max_new_tokens={max_new_tokens} exceeds the "
+                         f"model's context of {ctx} tokens; shorten the prompts or lower generation.max_new_tokens")
 
 
 def _CACHE_ARG(model) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from . import faults
+
 _STEP = re.compile(r"^step_(\d+)$")
 
 
@@ -45,12 +47,13 @@ def save(run_dir: str | Path, step: int, model, tokenizer, state: dict, keep: in
     tmp = root / f".tmp_step_{step}_{os.getpid()}"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        for stale in root.glob(".tmp_step_*"):     # left by a process killed mid-write
+            shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        faults.kill_if("ckpt", step)
         torch.save(state, tmp / "state.pt")
         _fsync_dir(tmp)
         if final.exists():

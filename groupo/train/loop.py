@@ -26,6 +26,7 @@ from ..eval.evaluate import evaluate
 from ..model.forward import configure
 from ..model.load import AdapterOff, add_lora, eos_ids, is_lora, load_model, load_tokenizer, pick_device, set_threads
 from . import checkpoint as ckpt
+from . import faults
 from .log import MetricsLogger, step_line
 from .loss import StepData, accumulate_loss, logprobs_all
 from .step import collect
@@ -94,6 +95,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     run.model.train()
     run.eos_ids = eos_ids(run.tokenizer, run.model)
     g = cfg.generation
+    _check_prompt_lengths(run, eval_items)              # before any training: one clear line, nothing lost
     start, results = 0, _read_eval(run_dir) if last else {}
 
     if last is None and cfg.warmstart.steps > 0:
@@ -177,7 +179,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
             col = collect(run, step_rng, gen, step)
             m = dict(col.metrics)
             if col.batch.n:
-                m.update(_update(run, col, opt, sched, ref_model))
+                m.update(_update(run, col, opt, sched, ref_model, step))
                 bad_steps = bad_steps + 1 if m.get("skipped") else 0
                 if bad_steps > t.max_nonfinite:
                     raise TrainingError(f"{bad_steps} consecutive steps with non-finite loss or gradients; "
@@ -225,7 +227,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     return results
 
 
-def _update(run: Run, col, opt, sched, ref_model) -> dict:
+def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
     """Shaping, advantages and weights, then num_iterations optimizer updates on the batch."""
     cfg, t, g = run.cfg, run.cfg.train, run.cfg.generation
     r, batch = col.rollout, col.batch
@@ -270,6 +272,10 @@ def _update(run: Run, col, opt, sched, ref_model) -> dict:
         if dist.world() > 1:    # the sum over ranks of the globally weighted losses = the full-batch gradient
             dist.sum_gradients(run.model.parameters())
             lm = _merge_rank_metrics(dist.gather_objects(lm))
+        if faults.active("nan_grad", step):
+            next(p for p in run.model.parameters() if p.grad is not None).grad.fill_(float("nan"))
+        if faults.active("nan_loss", step):
+            lm["loss"] = float("nan")
         gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
         if not (math.isfinite(lm["loss"]) and torch.isfinite(gnorm)):
             skipped += 1       # never apply a non-finite update; the step is counted and reported
@@ -278,6 +284,7 @@ def _update(run: Run, col, opt, sched, ref_model) -> dict:
         run.dirty = True       # from here until the step is logged, the weights are mid-step
         opt.step()
         sched.step()
+        faults.kill_if("opt", step)
         if it == 0:
             m.update(lm)
             m["grad_norm"] = float(gnorm)
@@ -285,6 +292,18 @@ def _update(run: Run, col, opt, sched, ref_model) -> dict:
         m["skipped"] = skipped
         print(f"warning: {skipped} update(s) skipped for non-finite loss or gradient norm", flush=True)
     return m
+
+
+def _check_prompt_lengths(run: Run, items) -> None:
+    from ..rollout.hf import check_context
+
+    cfg = run.cfg
+    sample = list(items) + [cfg.task.sample_train(random.Random(cfg.seed + 31)) for _ in range(64)]
+    if not sample:
+        return
+    longest = max(len(run.tokenizer(cfg.template(it.question, run.tokenizer), add_special_tokens=False)["input_ids"])
+                  for it in sample)
+    check_context(run.model, longest, cfg.generation.max_new_tokens)
 
 
 def _merge_rank_metrics(parts: list[dict]) -> dict:

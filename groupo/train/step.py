@@ -14,6 +14,7 @@ import torch
 from .. import dist, ops
 from ..rollout import Rollout, generate
 from ..types import Batch
+from . import faults
 
 
 @dataclass
@@ -98,7 +99,7 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
             gens = dist.prompt_generators(cfg.seed, step, n_prompts + mine.start, len(items[mine]), gen.device)
         n_prompts += len(items)
         t0 = time.perf_counter()
-        roll, comp, rep, dt_gen = _generate_share(run, items[mine], prompts[mine], sizes[mine], gens, replay)
+        roll, comp, rep, dt_gen = _generate_share(run, items[mine], prompts[mine], sizes[mine], gens, replay, step)
         t_gen += dt_gen
         t_score += time.perf_counter() - t0 - dt_gen
         roll, comp, rep, owner = _gather_round(roll, comp, rep, len(items[mine]), run.tokenizer.pad_token_id)
@@ -131,6 +132,9 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
         keep &= torch.isin(roll.group, kept_groups)
     rows = keep.nonzero().squeeze(1)
     metrics = _metrics(full, rewards, cfg.rewards.names, comp)
+    if metrics["reward/skipped"] and dist.is_main():
+        print(f"warning: step {step}: {metrics['reward/skipped']} of {full.n} rows had no finite reward "
+              f"(NaN, inf or None from every reward); they are not trained", flush=True)
     replayed = torch.cat(replayed_parts)
     owner = torch.cat(owners)
     if replay is not None:
@@ -155,10 +159,11 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
                      owner[rows])
 
 
-def _generate_share(run, items, prompts, sizes, gens, replay):
+def _generate_share(run, items, prompts, sizes, gens, replay, step: int = 0):
     """Generate and score this rank's prompts (R³ replay applied): (rollout, reward
     components [n, K], replayed [n], generation seconds)."""
     cfg, g, tok = run.cfg, run.cfg.generation, run.tokenizer
+    faults.kill_if("gen", step)
     dev = next(run.model.parameters()).device
     if not items:
         z = torch.zeros(0, 0, dtype=torch.long, device=dev)
