@@ -241,7 +241,7 @@ def cmd_study(args) -> int:
     console = _console()
     only = [x for x in (args.only or "").split(",") if x]
     if not args.report_only:
-        console.print(f"[study] {study.name}: {len(study.cells)} cells -> {out}")
+        console.print(f"study: {study.name}: {len(study.cells)} cells -> {out}")
         run_study(study, out, console, only=only)
     cells = [(c.label + (f" G={c.group_size}" if c.group_size else ""), c.seed, out / "runs" / c.key)
              for c in study.cells if (out / "runs" / c.key / "eval.json").exists()]

@@ -181,7 +181,7 @@ def prepare_init(study: Study, seed: int, out: Path, say) -> Path | None:
     tok = load_tokenizer(src)
     model = load_model(src, cfg.model.dtype, pick_device(cfg.model.device))
     torch.manual_seed(seed)
-    say(f"[study] warm start for seed {seed}: {cfg.warmstart.steps} steps")
+    say(f"study: warm start for seed {seed}: {cfg.warmstart.steps} steps")
     info = warm_start(model, tok, cfg.task, cfg.template, cfg.warmstart, eos_ids(tok, model),
                       cfg.generation.max_new_tokens, seed)
     tmp = init.with_name(init.name + ".tmp")
@@ -210,7 +210,7 @@ def run_study(study: Study, out: Path, console=None, only: list | None = None) -
         if only and cell.label not in only:
             continue
         if _done(run_dir):
-            say(f"[study] {i}/{len(study.cells)} {cell.key}: finished earlier, kept")
+            say(f"study: {i}/{len(study.cells)} {cell.key}: finished earlier, kept")
             continue
         if cell.seed not in inits:
             inits[cell.seed] = prepare_init(study, cell.seed, out, say)
@@ -218,9 +218,9 @@ def run_study(study: Study, out: Path, console=None, only: list | None = None) -
         cfg.log.progress = False
         cfg.log.line_every = cfg.log.line_every or 50
         resume = (run_dir / "checkpoints").exists()
-        say(f"[study] {i}/{len(study.cells)} {cell.key}{' (resuming)' if resume else ''}")
+        say(f"study: {i}/{len(study.cells)} {cell.key}{' (resuming)' if resume else ''}")
         res = train(cfg, run_dir, resume=resume, console=console)
         b, a = res.get("before", {}).get("accuracy"), res.get("after", {}).get("accuracy")
         if a is not None:
-            say(f"[study] {cell.key}: accuracy {b if b is None else round(b, 3)} -> {a:.3f}")
+            say(f"study: {cell.key}: accuracy {b if b is None else round(b, 3)} -> {a:.3f}")
     return done
