@@ -7,7 +7,14 @@ Public API (kept stable):
 """
 from __future__ import annotations
 
-import torch
+import os
+
+# OpenMP threads that wait for work sleep instead of spinning: on a shared small machine a
+# spinning 2-thread step was measured 1.4x slower than a sleeping one (docs/performance.md).
+# Only effective when groupo is imported before torch (the CLI); a user's setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 from .types import AdvantageResult, Batch, Item
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import time
@@ -86,7 +87,8 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
     procs = f" | processes {dist.world()} (gloo)" if dist.world() > 1 and device.type == "cpu" else (
         f" | processes {dist.world()}" if dist.world() > 1 else "")
-    say(f"run dir {run_dir} | torch threads {threads} | device {device}{procs}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    say(f"run dir {run_dir} | torch threads {threads} ({os.cpu_count()} cores, load {load:.1f}) | device {device}{procs}")
 
     run = Run(cfg, run_dir)
     model_dir = _model_dir(cfg, last)
@@ -153,11 +155,14 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         torch.random.set_rng_state(state["torch_rng"])
         run.sampler_state = state["sampler"]
         run.alloc_state = state.get("allocation", {})
+        if cfg.model.threads <= 0 and state.get("threads"):
+            threads = set_threads(int(state["threads"]))   # same reduction order as the interrupted run
+            say(f"torch threads {threads} (as in the checkpoint)")
         run.replay_state = state.get("replay", run.replay_state)
         say(f"resumed from {last[1]} (step {start})")
 
     def snapshot():
-        return {"py_rng": step_rng.getstate(), "gen_rng": gen.get_state(), "torch_rng": torch.random.get_rng_state(),
+        return {"threads": threads, "py_rng": step_rng.getstate(), "gen_rng": gen.get_state(), "torch_rng": torch.random.get_rng_state(),
                 "sampler": json.loads(json.dumps(run.sampler_state)),
                 "allocation": json.loads(json.dumps(run.alloc_state)),
                 "replay": json.loads(json.dumps(run.replay_state))}
