@@ -243,8 +243,10 @@ def cmd_study(args) -> int:
     if not args.report_only:
         console.print(f"study: {study.name}: {len(study.cells)} cells -> {out}")
         run_study(study, out, console, only=only)
+    from .study import _done
+
     cells = [(c.label + (f" G={c.group_size}" if c.group_size else ""), c.seed, out / "runs" / c.key)
-             for c in study.cells if (out / "runs" / c.key / "eval.json").exists()]
+             for c in study.cells if _done(out / "runs" / c.key)]            # finished cells only
     note = (study.description + " " if study.description else "") + f"base recipe: {study.base}; " \
         f"overrides: {' '.join(study.overrides) or '(none)'}; command: groupo study {args.study}"
     write_study(out, cells, f"Study: {study.name}", note)
