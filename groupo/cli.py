@@ -37,10 +37,11 @@ def _user_errors() -> tuple:
     from .registry import RegistryError
     from .tasks import TaskError
     from .train.checkpoint import CheckpointError
+    from .data.mqr import MQRError
     from .rewards.components import RewardError
     from .train.loop import TrainingError
 
-    return ConfigError, RegistryError, ModelError, TaskError, CheckpointError, TrainingError, RewardError
+    return ConfigError, RegistryError, ModelError, TaskError, CheckpointError, TrainingError, RewardError, MQRError
 
 
 def _console():
@@ -232,6 +233,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_mqr(args) -> int:
+    from .data.mqr import reformulate
+
+    names = [x.strip() for x in args.instructions.split(",") if x.strip()]
+    console = _console()
+    counts = reformulate(args.model, args.input, args.output, names, args.max_new_tokens, args.temperature,
+                         args.seed, args.batch_size, args.limit, not args.rewrites_only, args.question_key,
+                         progress=lambda d, n: console.print(f"mqr: {d}/{n} rewrites generated") if d == n else None)
+    console.print(f"mqr: {counts['rows_in']} questions -> {counts['rewrites_written']} rewrites written to "
+                  f"{args.output}; rejected: {counts['rejected'] or 'none'}")
+    return 0
+
+
 def cmd_study(args) -> int:
     from .eval.study_report import write_study
     from .study import load_study, run_study
@@ -286,6 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("source", help="run directory or checkpoints/step_N")
     sp.add_argument("--out", required=True, help="output directory")
     sp.set_defaults(func=cmd_export)
+    sp = sub.add_parser("mqr", help="offline MQR question reformulation (MathForge) with a local model")
+    sp.add_argument("--model", required=True, help="local Hugging Face model directory that writes the rewrites")
+    sp.add_argument("--input", required=True, help="JSONL with one question per line")
+    sp.add_argument("--output", required=True, help="JSONL to write (originals + rewrites, with provenance)")
+    sp.add_argument("--instructions", default="background,term,subproblem")
+    sp.add_argument("--question-key", default="question")
+    sp.add_argument("--max-new-tokens", type=int, default=256)
+    sp.add_argument("--temperature", type=float, default=0.0)
+    sp.add_argument("--batch-size", type=int, default=8)
+    sp.add_argument("--limit", type=int, help="only the first N questions")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--rewrites-only", action="store_true", help="do not copy the original rows")
+    sp.set_defaults(func=cmd_mqr)
     sp = sub.add_parser("study", help="grid of recipes x seeds on one setup: summary table, plots, report")
     sp.add_argument("study", help="study YAML file (see groupo/study.py or docs/study/)")
     sp.add_argument("--out", help="output directory (default study/<name>)")

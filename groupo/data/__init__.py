@@ -1,0 +1,1 @@
+"""Offline data steps (run before training): MQR question reformulation."""
