@@ -25,6 +25,8 @@ import json
 import os
 from pathlib import Path
 
+from ..tasks.jsonl import json_object
+
 INSTRUCTIONS = {
     "background": (
         "Rewrite the math problem below by adding a short story background that is unrelated to the core "
@@ -57,12 +59,7 @@ def read_rows(path: str | Path, question_key: str = "question") -> list[dict]:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MQRError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise MQRError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            row = json_object(f"{path}:{lineno}", line, MQRError)
             if not isinstance(row.get(question_key), str) or not row[question_key].strip():
                 raise MQRError(f"{path}:{lineno}: missing or empty string key '{question_key}'")
             rows.append((lineno, row))

@@ -35,6 +35,17 @@ def gsm8k_gold(answer: str) -> str:
     return answer.strip()
 
 
+def json_object(where: str, line: str, error=TaskError) -> dict:
+    """One JSONL line as a dict, or ``error("file:line: ...")``."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise error(f"{where}: not valid JSON ({e.msg})") from None
+    if not isinstance(row, dict):
+        raise error(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
 @register("task", "jsonl")
 @dataclass(frozen=True)
 class Jsonl(Task):
@@ -72,12 +83,7 @@ class Jsonl(Task):
 
     def _row(self, path: str, lineno: int, line: str) -> Item:
         where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TaskError(f"{where}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise TaskError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        row = json_object(where, line)
         keys = [self.question_key, self.answer_key] + ([self.group_key] if self.group_key else [])
         for key in keys:
             if key not in row:
