@@ -55,6 +55,7 @@ class GenerationCfg:
     top_k: int = 0                 # 0 = off
     backend: str = "hf"            # rollout engine (hf | reference)
     seed_per_prompt: bool = False  # seed each prompt's sampling from (seed, step, index); forced on with >1 process
+    tis_cap: float = 2.0           # vllm backend: truncated importance-sampling cap (0 = no correction)
 
 
 @dataclass

@@ -12,13 +12,20 @@ SMALL = ["model.tiny=false", "model.threads=1", "generation.group_size=4", "gene
          "log.tensorboard=false", "log.progress=false", "checkpoint.every=0"]
 
 
+# the real-model GPU recipes run here with the CPU settings (no vLLM, fp32, the lego task)
+GPU = ["generation.backend=hf", "model.device=cpu", "model.dtype=float32", "model.logprob_chunk=0",
+       "model.gradient_checkpointing=false"]
+NEEDS = {r: GPU for r in ("qwen_math_1p5b_1gpu", "qwen_math_1p5b_8gpu")}
+
+
 @pytest.mark.parametrize("name", recipe_names())
 def test_recipe_validates(name, tiny_dir):
-    cfg = load_config(name, [f"model.path={tiny_dir}"])
+    over = ["task.name=lego"] if name in NEEDS else []
+    cfg = load_config(name, [f"model.path={tiny_dir}", *over])
     assert cfg.raw["advantage"]["name"] and cfg.raw["objective"]["name"]
 
 
-EXTRA = {"dapo": ["shaping.cache=2"]}   # the overlong buffer must fit in max_new_tokens=4
+EXTRA = {"dapo": ["shaping.cache=2"], **NEEDS}   # dapo: the overlong buffer must fit in max_new_tokens=4
 
 
 @pytest.mark.parametrize("name", recipe_names())

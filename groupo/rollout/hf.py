@@ -24,6 +24,7 @@ class Rollout:
     truncated: torch.Tensor         # [N] bool, no EOS within max_new_tokens
     group: torch.Tensor             # [N] long, index of the prompt of each row
     texts: list                     # [N] decoded completions (special tokens skipped)
+    sampler_logp: torch.Tensor | None = None   # [N, T] the sampler's token log-probs (vLLM backend)
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -61,6 +62,11 @@ def generate(model, tokenizer, prompts: list[str], group_sizes: list[int], max_n
     """Sample ``group_sizes[j]`` completions for each ``prompts[j]``. ``generator`` is one
     torch.Generator for all rows, or a list with one per prompt (then a prompt's samples
     do not depend on which other prompts share the batch; used by multi-process runs)."""
+    if backend == "vllm":       # optional extra, imported only here
+        from .vllm_backend import generate_vllm
+
+        return generate_vllm(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
+                             top_k, generator)
     was_training = model.training
     model.eval()            # sampling never uses dropout or gradient checkpointing (which disables the KV cache)
     try:

@@ -193,6 +193,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
             if "allocation" in cfg.components:
                 cfg.components["allocation"].update(run.alloc_state, col.prompt_items, col.prompt_correct)
             m["lr"] = sched.get_last_lr()[0]
+            m.update(_memory(device))
             m["time/step"] = time.perf_counter() - t0
             m["tokens_per_s"] = m["tokens/generated"] / max(m["time/step"], 1e-9)
             if cfg.eval.every and step % cfg.eval.every == 0 and step < t.steps and main:
@@ -242,7 +243,8 @@ def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
                  correct=batch.correct)
     # rows this process trains on (all of them in a single process; its own share with several)
     mine = (col.owner == dist.rank()).nonzero().squeeze(1) if dist.world() > 1 else None
-    if t.num_iterations > 1 or getattr(shaping, "needs_logp", False):
+    tis = r.sampler_logp is not None and g.tis_cap > 0
+    if t.num_iterations > 1 or getattr(shaping, "needs_logp", False) or tis:
         d.old_logp, ent = _logprobs(run.model, d, mine, t.micro_batches, temp,    # [N, T] under pi_old
                                     with_entropy=getattr(shaping, "needs_entropy", False))
         if ent is not None:
@@ -257,6 +259,12 @@ def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
     if col.replayed is not None and rw != 1.0:
         row_w = row_w * torch.where(col.replayed, rw, 1.0).to(row_w.dtype)
     weights = cfg.aggregation(r.completion_mask.cpu(), keep, g.max_new_tokens) * row_w[:, None]   # [N, T]
+    if tis:     # the sampler (vLLM) is not exactly the training forward: truncated importance sampling
+        from ..rollout.vllm_backend import truncated_is_weights
+
+        isw = truncated_is_weights(d.old_logp, r.sampler_logp.to(d.old_logp.device), r.completion_mask, g.tis_cap)
+        weights = weights * isw[:, : weights.shape[1]].cpu()
+        batch.extra["tis/mean_weight"] = float(isw.sum() / r.completion_mask.sum().clamp(min=1))
     dev = r.completion_ids.device
     d.advantages, d.token_weights = res.advantages.to(torch.float32).to(dev), weights.to(dev)
     if mine is not None:        # weights were normalised on the global batch; train on own rows
@@ -266,6 +274,8 @@ def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
     a = res.advantages[keep] if keep.any() else res.advantages
     m = {"adv/mean": float(a.mean()), "adv/std": float(a.std()) if a.numel() > 1 else 0.0,
          "adv/abs_mean": float(a.abs().mean()), **res.metrics, **_shaped_metrics(batch, cfg.rewards.names)}
+    if "tis/mean_weight" in batch.extra:
+        m["tis/mean_weight"] = batch.extra["tis/mean_weight"]
     for label in sorted({it.group for it in col.items}):   # update magnitude per difficulty (DGPO's argument)
         rows = torch.tensor([it.group == label for it in col.items]) & keep
         if rows.any():
@@ -289,6 +299,7 @@ def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
         run.dirty = True       # from here until the step is logged, the weights are mid-step
         opt.step()
         sched.step()
+        run.model._groupo_weights_version = getattr(run.model, "_groupo_weights_version", 0) + 1   # vLLM resyncs
         faults.kill_if("opt", step)
         if it == 0:
             m.update(lm)
@@ -297,6 +308,16 @@ def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
         m["skipped"] = skipped
         print(f"warning: {skipped} update(s) skipped for non-finite loss or gradient norm", flush=True)
     return m
+
+
+def _memory(device) -> dict:
+    """Peak memory so far: process RSS (MB) and, on CUDA, allocated GPU memory (GB)."""
+    import resource
+
+    out = {"mem/rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if getattr(device, "type", "cpu") == "cuda":
+        out["mem/gpu_peak_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+    return out
 
 
 def _check_prompt_lengths(run: Run, items) -> None:

@@ -59,13 +59,16 @@ def cat_rollouts(parts: list[Rollout], pad_id: int, renumber: bool = True) -> Ro
         truncated=torch.cat([r.truncated for r in parts]),
         group=torch.cat(groups),
         texts=[t for r in parts for t in r.texts],
+        sampler_logp=(_pad_cat([r.sampler_logp for r in parts], 0.0, left=False)
+                      if all(r.sampler_logp is not None for r in parts) else None),
     )
 
 
 def select_rows(r: Rollout, rows: torch.Tensor) -> Rollout:
     rl = rows.tolist()
     return Rollout(r.prompt_ids[rows], r.prompt_mask[rows], r.completion_ids[rows], r.completion_mask[rows],
-                   r.truncated[rows], r.group[rows], [r.texts[i] for i in rl])
+                   r.truncated[rows], r.group[rows], [r.texts[i] for i in rl],
+                   None if r.sampler_logp is None else r.sampler_logp[rows])
 
 
 def render_prompts(template, items, tokenizer, step: int, offset: int, questions=None) -> list[str]:
@@ -196,12 +199,14 @@ def _gather_round(roll: Rollout, comp: torch.Tensor, rep: torch.Tensor, n_items:
         return roll, comp, rep, torch.zeros(len(roll.texts), dtype=torch.long)
     dev = roll.completion_ids.device
     fields = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
+    slp = None if roll.sampler_logp is None else roll.sampler_logp.cpu()
     mine = ({f: getattr(roll, f).cpu() for f in fields}, roll.truncated.cpu(), roll.group.cpu(), roll.texts,
-            comp.cpu(), rep.cpu(), n_items)
+            comp.cpu(), rep.cpu(), n_items, slp)
     parts, comps, reps, owners, offset = [], [], [], [], 0
-    for r, (t, trunc, group, texts, c, p, n) in enumerate(dist.gather_objects(mine)):
+    for r, (t, trunc, group, texts, c, p, n, lp) in enumerate(dist.gather_objects(mine)):
         if texts:
-            parts.append(Rollout(*(t[f].to(dev) for f in fields), trunc, group + offset, texts))
+            parts.append(Rollout(*(t[f].to(dev) for f in fields), trunc, group + offset, texts,
+                                 None if lp is None else lp.to(dev)))
             comps.append(c)
             reps.append(p)
             owners.append(torch.full((len(texts),), r, dtype=torch.long))
