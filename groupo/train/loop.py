@@ -244,6 +244,7 @@ def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
     # rows this process trains on (all of them in a single process; its own share with several)
     mine = (col.owner == dist.rank()).nonzero().squeeze(1) if dist.world() > 1 else None
     tis = r.sampler_logp is not None and g.tis_cap > 0
+    t_lp = time.perf_counter()
     if t.num_iterations > 1 or getattr(shaping, "needs_logp", False) or tis:
         d.old_logp, ent = _logprobs(run.model, d, mine, t.micro_batches, temp,    # [N, T] under pi_old
                                     with_entropy=getattr(shaping, "needs_entropy", False))
@@ -271,6 +272,7 @@ def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
         d = d.select(mine.to(dev))
     if ref_model is not None:
         d.ref_logp, _ = logprobs_all(ref_model, d, t.micro_batches, temp)
+    t_lp = time.perf_counter() - t_lp      # old/reference log-probs (and the advantage maths, negligible)
     a = res.advantages[keep] if keep.any() else res.advantages
     m = {"adv/mean": float(a.mean()), "adv/std": float(a.std()) if a.numel() > 1 else 0.0,
          "adv/abs_mean": float(a.abs().mean()), **res.metrics, **_shaped_metrics(batch, cfg.rewards.names)}
@@ -291,6 +293,7 @@ def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
             next(p for p in run.model.parameters() if p.grad is not None).grad.fill_(float("nan"))
         if faults.active("nan_loss", step):
             lm["loss"] = float("nan")
+        t_opt = time.perf_counter()
         gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
         if not (math.isfinite(lm["loss"]) and torch.isfinite(gnorm)):
             skipped += 1       # never apply a non-finite update; the step is counted and reported
@@ -304,6 +307,8 @@ def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
         if it == 0:
             m.update(lm)
             m["grad_norm"] = float(gnorm)
+            m["time/optimizer"] = time.perf_counter() - t_opt
+            m["time/logprobs"] = t_lp
     if skipped:
         m["skipped"] = skipped
         print(f"warning: {skipped} update(s) skipped for non-finite loss or gradient norm", flush=True)

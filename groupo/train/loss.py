@@ -75,10 +75,13 @@ def accumulate_loss(model, d: StepData, objective, kl, micro_batches: int, tempe
     """Forward + backward over micro-batches; returns step metrics (gradients are left in .grad)."""
     if getattr(objective, "full_batch", False):
         return _full_batch_loss(model, d, objective, kl, temperature, with_entropy)
-    sums = {"loss": 0.0}
+    import time
+
+    sums = {"loss": 0.0, "time/forward": 0.0, "time/backward": 0.0}
     tok_sums: dict[str, float] = {}
     n_tok = 0.0
     for sl in micro_slices(d.completion_ids.shape[0], micro_batches):
+        t0 = time.perf_counter()
         ps, cs = _trim(sl, d)
         mask = d.completion_mask[sl, cs].float()
         w = d.token_weights[sl, cs].to(torch.float32)
@@ -94,8 +97,11 @@ def accumulate_loss(model, d: StepData, objective, kl, micro_batches: int, tempe
         if ent is not None:
             m = {**m, "entropy/mean": ent}
         loss = (w * loss_tok).sum()
+        t1 = time.perf_counter()
         if w.requires_grad or loss.requires_grad:
             loss.backward()
+        sums["time/forward"] += t1 - t0
+        sums["time/backward"] += time.perf_counter() - t1
         sums["loss"] += float(loss.detach())
         trained = mask * (w > 0).float()
         n_tok += float(trained.sum())
