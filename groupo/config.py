@@ -70,6 +70,7 @@ class TrainCfg:
     micro_batches: int = 1         # the step's rows are split into this many forward/backward passes
     num_iterations: int = 1        # mu: optimizer updates per generated batch (old log-probs stored)
     max_nonfinite: int = 3         # consecutive non-finite losses/gradients tolerated (step skipped)
+    skip_zero_advantage: bool = True   # rows with advantage 0 (no KL) give no gradient: skip their forward/backward
 
 
 @dataclass

@@ -5,6 +5,7 @@ into one scalar happens in ``aggregation``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -22,6 +23,8 @@ class PPOClip:
     ``dual_clip`` (verl's ``clip_ratio_c``, Ye et al. arXiv 1912.09729): for A < 0 the loss is
     capped at -A * c. Off (None) by default, as in TRL.
     """
+
+    zero_advantage_no_gradient: ClassVar[bool] = True   # A = 0 rows add nothing: the loop may skip them
 
     eps_low: float = 0.2
     eps_high: float = 0.2
@@ -51,6 +54,8 @@ class PPOClip:
 class Reinforce:
     """Unclipped importance-weighted policy gradient: loss = -rho * A. On-policy (rho = 1
     in value) its gradient is the REINFORCE estimator -A * grad log pi (Williams 1992)."""
+
+    zero_advantage_no_gradient: ClassVar[bool] = True   # A = 0 rows add nothing: the loop may skip them
 
     def __call__(self, logp, old_logp, adv, mask):
         ratio = torch.exp(logp - old_logp)

@@ -61,6 +61,8 @@ class GSPO:
     Fully on-policy (old = current), s_i = 1 and this is GRPO with sequence aggregation.
     """
 
+    zero_advantage_no_gradient: ClassVar[bool] = True   # A = 0 rows add nothing: the loop may skip them
+
     eps_low: float = 3e-4
     eps_high: float = 4e-4
     log_ratio_max: float = 10.0

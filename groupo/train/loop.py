@@ -270,12 +270,21 @@ def _update(run: Run, col, opt, sched, ref_model, step: int = 0) -> dict:
     d.advantages, d.token_weights = res.advantages.to(torch.float32).to(dev), weights.to(dev)
     if mine is not None:        # weights were normalised on the global batch; train on own rows
         d = d.select(mine.to(dev))
+    skipped_rows = 0
+    if t.skip_zero_advantage and cfg.kl.coef == 0 and getattr(cfg.objective, "zero_advantage_no_gradient", False):
+        # A = 0 makes every token's loss (and gradient) exactly 0 for these objectives; the token
+        # weights were normalised on the whole batch already, so dropping the rows changes nothing
+        live = ((d.advantages != 0) & (d.token_weights.sum(1) > 0)).nonzero().squeeze(1)
+        skipped_rows = d.completion_ids.shape[0] - live.numel()
+        if skipped_rows:
+            d = d.select(live)
     if ref_model is not None:
         d.ref_logp, _ = logprobs_all(ref_model, d, t.micro_batches, temp)
     t_lp = time.perf_counter() - t_lp      # old/reference log-probs (and the advantage maths, negligible)
     a = res.advantages[keep] if keep.any() else res.advantages
     m = {"adv/mean": float(a.mean()), "adv/std": float(a.std()) if a.numel() > 1 else 0.0,
          "adv/abs_mean": float(a.abs().mean()), **res.metrics, **_shaped_metrics(batch, cfg.rewards.names)}
+    m["rows/zero_adv_skipped"] = skipped_rows
     if "tis/mean_weight" in batch.extra:
         m["tis/mean_weight"] = batch.extra["tis/mean_weight"]
     for label in sorted({it.group for it in col.items}):   # update magnitude per difficulty (DGPO's argument)
