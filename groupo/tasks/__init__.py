@@ -6,7 +6,7 @@ Built-in: ``arithmetic``, ``lego`` (arXiv 2206.04301), ``countdown`` (TinyZero),
 TASKS.md §0, §4.2, §5.1, §5.2 for the sources.
 """
 from .base import GeneratedTask, Task, TaskError, normalize_question
-from . import eval_sets, generators, jsonl  # noqa: F401  (register the built-in tasks)
+from . import eval_sets, generators, jsonl, pypi_sets  # noqa: F401  (register the built-in tasks)
 from .generators import Arithmetic, Countdown, Lego
 from .jsonl import Jsonl
 
