@@ -73,3 +73,22 @@ def test_per_prompt_generators_make_samples_independent_of_the_batch(tiny):
     assert both.texts[5:] == last.texts
     other_step = generate(model, tok, prompts[2:], [4], 6, eos, 1.5, generator=prompt_generators(0, 2, 2, 1, "cpu"))
     assert other_step.texts != last.texts
+
+
+def test_preallocated_kv_cache_gives_identical_samples(tiny, monkeypatch):
+    """The in-place KV buffer (fast path) and transformers' concatenating cache (reference)
+    sample the same completions from the same generator state."""
+    import torch
+
+    import groupo.rollout.hf as hf
+    from groupo.rollout import generate
+
+    model, tok = tiny
+    prompts = ["a=+1;b=-a;?b", "c=-1;?c", "x=+1;y=+x;z=-y;?z"]
+    out = {}
+    for pre in (True, False):
+        monkeypatch.setattr(hf, "PREALLOCATE", pre)
+        r = generate(model, tok, prompts, [3, 2, 4], 12, [tok.eos_token_id], 1.3,
+                     generator=torch.Generator().manual_seed(7))
+        out[pre] = (r.texts, r.completion_ids)
+    assert out[True][0] == out[False][0] and torch.equal(out[True][1], out[False][1])

@@ -122,6 +122,51 @@ def _CACHE_ARG(model) -> str:
     return name
 
 
+PREALLOCATE = True     # KV cache written in place (False: transformers' DynamicCache concatenation)
+
+
+_PREALLOC_CLS = []
+
+
+def _prealloc_class():
+    """A DynamicLayer subclass whose ``update`` writes into a buffer sized for the whole
+    generation instead of concatenating (O(T^2) copying; 40% of the tiny model's decode time
+    when profiled) and returns views of the filled part: attention sees the same keys and values."""
+    if not _PREALLOC_CLS:
+        from transformers.cache_utils import DynamicLayer
+
+        class PreallocatedDynamicLayer(DynamicLayer):
+            __slots__ = ()
+
+            def update(self, key_states, value_states, *args, **kwargs):
+                n = key_states.shape[-2]
+                self._kbuf[..., self._len:self._len + n, :] = key_states
+                self._vbuf[..., self._len:self._len + n, :] = value_states
+                self._len += n
+                self.keys, self.values = self._kbuf[..., : self._len, :], self._vbuf[..., : self._len, :]
+                return self.keys, self.values
+
+        _PREALLOC_CLS.append(PreallocatedDynamicLayer)
+    return _PREALLOC_CLS[0]
+
+
+def _preallocate(cache, extra: int) -> None:
+    """Turn every plain DynamicLayer of ``cache`` into a preallocated one with room for ``extra`` tokens."""
+    from transformers.cache_utils import DynamicLayer
+
+    for layer in getattr(cache, "layers", []):
+        if type(layer) is not DynamicLayer or not layer.is_initialized or layer.keys.numel() == 0:
+            continue
+        k, v = layer.keys, layer.values
+        kb = k.new_empty(k.shape[:-2] + (k.shape[-2] + extra, k.shape[-1]))
+        vb = v.new_empty(v.shape[:-2] + (v.shape[-2] + extra, v.shape[-1]))
+        kb[..., : k.shape[-2], :] = k
+        vb[..., : v.shape[-2], :] = v
+        layer.__class__ = _prealloc_class()
+        layer._kbuf, layer._vbuf, layer._len = kb, vb, k.shape[-2]
+        layer.keys, layer.values = kb[..., : layer._len, :], vb[..., : layer._len, :]
+
+
 def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, pad,
                           temperature, top_p, top_k, generator):
     from transformers import DynamicCache
@@ -133,7 +178,10 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
                 **{_CACHE_ARG(model): cache})
     cache = getattr(out, "cache", None) or out.past_key_values
     cache.batch_select_indices(rows)                           # share each prompt's cache with its group
+    if PREALLOCATE:
+        _preallocate(cache, max_new_tokens)
     logits = out.logits[:, -1, :][rows]                        # [N, V]
+    attn_buf = torch.cat([p_mask[rows], torch.ones(n, max_new_tokens, dtype=p_mask.dtype, device=p_mask.device)], 1)
     attn = p_mask[rows]
     next_pos = pos[rows][:, -1:] + 1                           # [N, 1]
     eos = torch.tensor(eos_ids, device=p_ids.device)
@@ -152,7 +200,7 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
         done = done | torch.isin(tok, eos)
         if bool(done.all()) or len(tokens) == max_new_tokens:
             break
-        attn = torch.cat([attn, torch.ones(n, 1, dtype=attn.dtype, device=attn.device)], dim=1)
+        attn = attn_buf[:, : attn.shape[1] + 1]                # the mask grows by one column: a view
         out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
                     **{_CACHE_ARG(model): cache})
         cache = getattr(out, "cache", None) or out.past_key_values

@@ -1,4 +1,4 @@
-"""``ineqmath``: inequality problems in the IneqMath format, with answers known by construction.
+"""``ineqmath_latex``: inequality problems in the IneqMath format, with answers known by construction.
 
 IneqMath (Lu et al. 2025, "Solving Inequality Proofs with Large Language Models", arXiv
 2506.07927; TASKS.md §4.3) casts inequality proving as two checkable subtasks:
@@ -54,7 +54,7 @@ OPTIONS = "Options: " + " ".join(f"({k}) {v}" for k, v in RELATIONS.items())
 _LABEL = {"A": ("ge", True), "B": ("ge", False), "D": ("gt", True), "E": ("gt", False)}
 VARS = {1: ("x",), 2: ("a", "b"), 3: ("a", "b", "c")}
 BOUND_FORMAT = " State your answer as 'The answer is $C=X$', where X is your calculated bound."
-RELATION_FORMAT = " State your answer as 'The answer is (Letter) Symbol', for example 'The answer is (A) $\\leq$'."
+RELATION_FORMAT = "\nState your answer as 'The answer is (Letter) Symbol', for example 'The answer is (A) $\\leq$'."
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def majority_baseline(items) -> float:
     return Counter(answer_key(it) for it in items).most_common(1)[0][1] / len(items)
 
 
-@register("task", "ineqmath")
+@register("task", "ineqmath_latex")
 @dataclass(frozen=True)
 class IneqMath(SlottedTask):
     """IneqMath-format inequalities (arXiv 2506.07927) with exact answers: ``bound``
@@ -375,5 +375,5 @@ class IneqMath(SlottedTask):
         return Item(question, f"({label}) {RELATIONS[label]}", "relation", "choice", meta)
 
     def describe(self) -> str:
-        return (f"ineqmath: {'+'.join(self.subtasks)} inequalities (levels {','.join(map(str, self.levels))}; "
+        return (f"ineqmath_latex: {'+'.join(self.subtasks)} inequalities (levels {','.join(map(str, self.levels))}; "
                 f"eval levels {','.join(map(str, self.eval_levels))}, {self.eval_size} items, seed {self.seed})")

@@ -15,10 +15,10 @@ OMEGA (Sun et al. 2025, "OMEGA: Can LLMs Reason Outside the Box in Math?", arXiv
   (Zhang et al. 2022, arXiv 2206.04301, TASKS.md §4.2) supervises a prefix of one long
   chain; ours trains on whole short chains, the RLVR analogue.
 * **compositional**: train on two skills separately, test on problems that need both
-  (OMEGA's ``comp_*`` categories). ``omega_compositional`` below.
+  (OMEGA's ``comp_*`` categories). ``omega_chains`` below.
 * **transformative** (a qualitatively new solution strategy) is not generated here.
 
-``omega_compositional``: skill A is arithmetic expression evaluation (``"(3+4)*2-5="``),
+``omega_chains``: skill A is arithmetic expression evaluation (``"(3+4)*2-5="``),
 skill B is LEGO-style variable chains over the integers (``"a=7;c=b;b=-a;?c"``, clauses
 shuffled), and their composition is a chain whose clauses do the arithmetic
 (``"a=3+4;c=b-5;b=a*2;?c"`` -> 9). A level is the number of operations (A), of
@@ -79,7 +79,7 @@ def _combine(left: tuple[str, int], op: str, right: tuple[str, int]) -> tuple[st
     return f"{lt}{op}{rt}", p
 
 
-@register("task", "omega_compositional")
+@register("task", "omega_chains")
 @dataclass(frozen=True)
 class OmegaCompositional(SlottedTask):
     """OMEGA compositional split (arXiv 2506.18880): train on arithmetic (``skill=a``) and
@@ -155,6 +155,6 @@ class OmegaCompositional(SlottedTask):
     def describe(self) -> str:
         lv = ",".join(map(str, self.levels))
         ev = ",".join(map(str, self.eval_levels))
-        return (f"omega_compositional: train skill=a (arithmetic) and skill=b (variable chains) at levels {lv}; "
+        return (f"omega_chains: train skill=a (arithmetic) and skill=b (variable chains) at levels {lv}; "
                 f"eval composed chains{' + both skills' if self.eval_skills else ''} at levels {ev} "
                 f"({self.eval_size} items, seed {self.seed})")

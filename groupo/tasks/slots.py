@@ -9,8 +9,8 @@ uniformly. Eval hygiene is the base protocol's: eval items are unique by normali
 question and no training draw has an eval question (TASKS.md §1.5).
 
 Used by tasks whose eval distribution differs from training by more than a level
-number: ``omega_compositional`` (train on skills, test on their composition) and
-``ineqmath`` (subtask x level x relation label, so that classes are balanced).
+number: ``omega_chains`` (train on skills, test on their composition) and
+``ineqmath_latex`` (subtask x level x relation label, so that classes are balanced).
 """
 from __future__ import annotations
 
