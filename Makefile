@@ -31,15 +31,21 @@ test-slow: setup
 test-dist: setup
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/dist_check.py
 
-# groupo vs TRL side by side (TRL in its own venv, same torch pin); prints target lines at the end
-.venv-bench/.installed:
-	$(PY) -m venv .venv-bench
-	.venv-bench/bin/pip install -q "$(TORCH)"
-	.venv-bench/bin/pip install -q trl==1.16.0 transformers==5.24.0 accelerate==1.15.0 datasets==5.2.0
+# groupo vs TRL side by side (TRL in its own venv, same torch pin); prints target lines at the end.
+# `make bench BENCH_ARGS="--sizes 1M --reps 1"` for a quick look; bench/run.py --help for the options.
+BENCH_VENV ?= .venv-bench
+BENCH_ARGS ?=
+.PHONY: bench
+
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	$(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q "$(TORCH)"
+	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	$(BENCH_VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
-bench: setup .venv-bench/.installed
-	$(BIN)/python bench/run.py
+bench: setup $(BENCH_VENV)/.installed
+	$(BIN)/python bench/run.py --trl-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

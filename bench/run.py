@@ -1,12 +1,18 @@
 """groupo vs TRL GRPOTrainer, side by side in one invocation (`make bench`).
 
 For each configuration (1M and 25M model x beta 0 and 0.04; 8 prompts x 8 rollouts, up to 32
-new tokens, fp32, same model directory, tokenizer, prompts, reward, optimizer and threads),
-runs each library in a fresh subprocess, alternating the order, --reps times, and prints the
-median step time of each, their ratio, tokens per second, peak RSS, the time split, and the
-percent of this machine's measured fp32 matmul throughput that the step's FLOPs represent.
-Then the shared-prefix forward+backward bench. Ends with `target NAME MEASURED LIMIT pass|fail`.
-Results: bench/results/latest.json and latest.md.
+new tokens, temperature 1, fp32, lr 1e-4 linear decay, AdamW, grad clip 1, token-mean loss,
+k3 KL, the same model directory, tokenizer, prompt list, reward and thread count), it runs
+each library in a fresh subprocess (groupo in the main venv, TRL in .venv-bench), --reps
+times, alternating which goes first, and prints per configuration: the median step time of
+each and their ratio, completions and completion tokens per second, peak RSS of the worker
+process, GFLOP per step (bench/flops.py) and the percent of this machine's measured fp32
+matmul rate it represents, and the split of the step into generation / scoring / log-probs
+/ forward / backward / optimizer / other. Then the fixed-batch equivalence check
+(bench/equivalence.py) and the shared-prefix bench (bench/prefix_bench.py).
+
+Ends with one line per target: `target NAME MEASURED LIMIT pass|fail`.
+Results also go to bench/results/latest.json and bench/results/latest.md.
 """
 from __future__ import annotations
 
@@ -15,115 +21,288 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
-SIZES = {"1M": dict(hidden=128, layers=4, heads=4), "25M": dict(hidden=512, layers=8, heads=8)}
-LIMITS = {"1M": 0.5, "25M": 0.7}
+from common import RESULT, SIZES, build_model, median  # noqa: E402
+
+LIMITS = {"1M": 0.5, "25M": 0.7}          # step time groupo / TRL, from the issue
+RSS_LIMIT = 1.0                           # peak RSS groupo / TRL
+EQUIV_TOL = 1e-5
+PHASES = ("generation_s", "scoring_s", "logprobs_s", "forward_s", "backward_s", "optimizer_s", "other_s")
+CONTENDED = 0.05                          # other processes' share of the CPUs above which a run is flagged
 
 
-def run_worker(py: str, script: str, model: Path, beta: float, steps: int, threads: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    r = subprocess.run([py, str(HERE / script), "--model", str(model), "--beta", str(beta), "--steps", str(steps),
-                        "--threads", str(threads)], capture_output=True, text=True, env=env, timeout=1800)
+def auto_threads() -> int:
+    """All cores when the machine is idle, else the cores left free by the 1-minute load."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(n, int(n - os.getloadavg()[0] + 0.5)))
+
+
+def worker_env(threads: int) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "PYTHONWARNINGS": "ignore"}
+
+
+def run_worker(py: str, script: str, argv: list[str], threads: int, timeout: int = 1800) -> dict:
+    r = subprocess.run([py, str(HERE / script), *argv], capture_output=True, text=True, env=worker_env(threads),
+                       timeout=timeout, cwd=ROOT)
     for line in r.stdout.splitlines():
-        if line.startswith("RESULT_JSON "):
-            return json.loads(line[len("RESULT_JSON "):])
-    raise RuntimeError(f"{script} failed (exit {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+        if line.startswith(RESULT):
+            return json.loads(line[len(RESULT):])
+    raise RuntimeError(f"{script} failed (exit {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Median over runs of every numeric field; the runs' own step medians kept too."""
+    out = {k: median(r.get(k) for r in runs) for k in runs[0]
+           if isinstance(runs[0][k], (int, float)) and not isinstance(runs[0][k], bool)}
+    out["step_s_runs"] = [round(r["step_s"], 4) for r in runs]
+    out["other_cpu_frac_max"] = max(r.get("other_cpu_frac", 0.0) for r in runs)
+    out["prompts_match"] = all(r.get("prompts_match") for r in runs)
+    out["versions"] = runs[0].get("versions", {})
+    if "config" in runs[0]:
+        out["config"] = runs[0]["config"]
+    return out
+
+
+def percent_bound(flops: dict, step_s: float, gflops: float) -> float:
+    return 100.0 * sum(flops.values()) / (step_s * gflops * 1e9)
+
+
+def fmt_block(row: dict) -> list[str]:
+    g, t = row["groupo"], row["trl"]
+    lines = [f"== {row['size']} model ({row['params'] / 1e6:.2f}M params), beta {row['beta']:g} == "
+             f"(medians of {len(g['step_s_runs'])} runs each, alternating; each run: median of its timed steps)",
+             f"{'':<26}{'groupo':>12}{'TRL':>12}{'groupo/TRL':>12}"]
+
+    def line(name, a, b, f="{:.3f}", ratio=True):
+        r = f"{a / b:.2f}" if ratio and a is not None and b else ""
+        lines.append(f"{name:<26}{f.format(a):>12}{f.format(b):>12}{r:>12}")
+
+    line("step time (s)", g["step_s"], t["step_s"])
+    line("completions / s", g["completions_per_s"], t["completions_per_s"], "{:.1f}")
+    line("completion tokens / s", g["tokens_per_s"], t["tokens_per_s"], "{:.0f}")
+    line("completion tokens / step", g["completion_tokens"], t["completion_tokens"], "{:.0f}")
+    line("peak RSS (MB)", g["peak_rss_mb"], t["peak_rss_mb"], "{:.0f}")
+    line("GFLOP / step (done)", g["gflop_per_step"], t["gflop_per_step"], "{:.2f}")
+    line("% of compute bound", g["pct_compute_bound"], t["pct_compute_bound"], "{:.1f}")
+    lines.append("time split (s)            " + " ".join(f"{p[:-2]:>10}" for p in PHASES))
+    for name, d in (("groupo", g), ("TRL", t)):
+        lines.append(f"  {name:<24}" + " ".join(f"{(d.get(p) or 0.0):>10.3f}" for p in PHASES))
+    flags = []
+    if max(g["other_cpu_frac_max"], t["other_cpu_frac_max"]) > CONTENDED:
+        flags.append(f"CONTENDED: other processes used up to "
+                     f"{100 * max(g['other_cpu_frac_max'], t['other_cpu_frac_max']):.0f}% of the CPUs during a run")
+    if not (g["prompts_match"] and t["prompts_match"]):
+        flags.append("PROMPTS DIFFER between the libraries")
+    if g.get("zero_adv_rows_skipped"):
+        flags.append(f"groupo skipped the forward/backward of {g['zero_adv_rows_skipped']:.0f} zero-advantage rows "
+                     f"per step (median; TRL computes them)")
+    lines += [f"  note: {f}" for f in flags]
+    lines.append(f"  step times per run (s): groupo {g['step_s_runs']}  TRL {t['step_s_runs']}")
+    return lines
+
+
+def markdown(meta: dict, results: list[dict], equiv: list[dict] | None, targets: list[tuple], extra: list[str]) -> str:
+    v = meta["versions"]
+    out = [f"# groupo vs TRL {v.get('trl', '?')}: {meta['date']}", "",
+           f"Machine: {meta['cpu']}, {meta['cores']} cores, torch {v.get('torch')}, transformers "
+           f"{v.get('transformers')}, Python {meta['python']}; {meta['threads']} torch thread(s) on both sides; "
+           f"load average at start {meta['loadavg_start']:.2f}; measured fp32 matmul (torch.matmul, n=1024/2048, same "
+           f"threads) {meta['gflops']['start']['best']:.1f} GFLOP/s before and {meta['gflops']['end']['best']:.1f} "
+           f"after the runs, the bound uses {meta['gflops']['best']:.1f}; {meta['reps']} runs per library and configuration, alternating order; "
+           f"each run: {meta['warmup']} warm-up steps, median of {meta['steps']} timed steps.", "",
+           "Setup: 8 prompts x 8 rollouts, <= 32 new tokens, temperature 1, fp32, AdamW lr 1e-4 linear decay, "
+           "grad clip 1, token-mean loss (TRL loss_type dapo), k3 KL (TRL use_bias_correction_kl=False), "
+           "same model dir / tokenizer / prompt list / reward (bench/reward.py); TRL with bf16=False, "
+           "gradient_checkpointing=False, per_device_train_batch_size=64 (its fastest fp32 setting).", "",
+           *contention_note(results),
+           "| model | beta | groupo s/step | TRL s/step | ratio | completion tok/s groupo / TRL | peak RSS MB "
+           "groupo / TRL | % of compute bound groupo / TRL | max other-CPU share |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        g, t = r["groupo"], r["trl"]
+        out.append(f"| {r['size']} ({r['params'] / 1e6:.2f}M) | {r['beta']:g} | {g['step_s']:.3f} | {t['step_s']:.3f} "
+                   f"| {r['ratio']:.2f} | {g['tokens_per_s']:.0f} / {t['tokens_per_s']:.0f} "
+                   f"| {g['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} "
+                   f"| {g['pct_compute_bound']:.1f} / {t['pct_compute_bound']:.1f} "
+                   f"| {max(g['other_cpu_frac_max'], t['other_cpu_frac_max']):.2f} |")
+    out += ["", "Time split, median seconds per step: " + " / ".join(p[:-2] for p in PHASES), "",
+            "| model | beta | lib | " + " | ".join(p[:-2] for p in PHASES) + " | step |",
+            "|---|---|---|" + "---|" * (len(PHASES) + 1)]
+    for r in results:
+        for name in ("groupo", "trl"):
+            d = r[name]
+            out.append(f"| {r['size']} | {r['beta']:g} | {name} | "
+                       + " | ".join(f"{(d.get(p) or 0.0):.3f}" for p in PHASES) + f" | {d['step_s']:.3f} |")
+    if equiv:
+        out += ["", "Fixed-batch equivalence (bench/equivalence.py): groupo's loss and gradients vs TRL "
+                "compute_loss", "", "| beta | groupo aggregation | TRL loss_type | abs loss diff | max abs grad diff "
+                "| verdict |", "|---|---|---|---|---|---|"]
+        for e in equiv:
+            lt = e["trl_loss_type"] + (" (use_bias_correction_kl=True)" if e["trl_use_bias_correction_kl"] else "")
+            verdict = "differs: TRL's default KL gradient estimator (informative)" if e["informative"] else (
+                "pass" if e["pass"] else "FAIL")
+            out.append(f"| {e['beta']:g} | {e['groupo_aggregation']} | {lt} | {e['loss_abs_diff']:.1e} "
+                       f"| {e['grad_max_abs_diff']:.1e} | {verdict} |")
+    out += ["", "```"] + [target_line(*t) for t in targets] + extra + ["```", ""]
+    return "\n".join(out)
+
+
+def contention_note(results: list[dict]) -> list[str]:
+    worst = max((max(r["groupo"]["other_cpu_frac_max"], r["trl"]["other_cpu_frac_max"]) for r in results), default=0.0)
+    if worst <= CONTENDED:
+        return []
+    return [f"**Contended machine**: other processes used up to {100 * worst:.0f}% of the CPUs during the runs; "
+            f"absolute times are slower and noisier than on an idle machine (the alternating order keeps the "
+            f"comparison fair, not the absolute figures).", ""]
+
+
+def target_line(name: str, value: float, limit: float, fmt: str = "{:.2f}") -> str:
+    return f"target {name} {fmt.format(value)} {limit:g} {'pass' if value <= limit else 'fail'}"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3, help="runs per library and configuration (alternating order)")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per run")
+    ap.add_argument("--warmup", type=int, default=2, help="warm-up steps per run (not timed)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0: all free cores)")
     ap.add_argument("--sizes", default="1M,25M")
     ap.add_argument("--betas", default="0.0,0.04")
     ap.add_argument("--trl-python", default=str(ROOT / ".venv-bench/bin/python"))
+    ap.add_argument("--no-equivalence", action="store_true")
+    ap.add_argument("--no-prefix", action="store_true", help="skip bench/prefix_bench.py")
+    ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
-    from bench.flops import matmul_gflops, step_flops
-    from groupo.model.tiny import build_tiny
+    if not Path(args.trl_python).exists():
+        print(f"no TRL interpreter at {args.trl_python}: run `make bench` (it creates .venv-bench)", file=sys.stderr)
+        return 2
+    threads = args.threads or auto_threads()
+    load0 = os.getloadavg()[0]
+    import torch
+    import transformers
     from transformers import AutoConfig
 
-    gflops = matmul_gflops(args.threads)
-    load = os.getloadavg()[0]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {load:.2f}; "
-          f"fp32 matmul {gflops:.1f} GFLOP/s with {args.threads} threads", flush=True)
+    transformers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+
+    from flops import matmul_gflops, step_flops
+
+    gf0 = matmul_gflops(threads)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {load0:.2f}; "
+          f"{threads} torch thread(s) on both sides; fp32 matmul {gf0}", flush=True)
+    if load0 > 0.5:
+        print(f"warning: the machine is not idle (load {load0:.2f}); timings are noisier and slower than on an idle "
+              f"machine; the alternating runs keep the ratio fair, the absolute numbers are not", flush=True)
+    n_total = args.warmup + args.steps
+    common_argv = ["--steps", str(n_total), "--warmup", str(args.warmup), "--threads", str(threads)]
     results, targets = [], []
+    t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
+        prompt_file = Path(tmp) / "prompts.json"
         for size in args.sizes.split(","):
-            model = build_tiny(Path(tmp) / size, seed=42, **SIZES[size])
+            model = build_model(Path(tmp) / size, size)
             cfg = AutoConfig.from_pretrained(model)
-            n_params = sum(p.numel() for p in __import__("groupo.model.load", fromlist=["x"]).load_model(model).parameters())
+            from transformers import AutoModelForCausalLM
+
+            n_params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model).parameters())
+            if not prompt_file.exists():
+                run_worker_dump = [sys.executable, str(HERE / "worker_groupo.py"), "--model", str(model),
+                                   *common_argv, "--dump-prompts", str(prompt_file)]
+                subprocess.run(run_worker_dump, check=True, env=worker_env(threads), cwd=ROOT, capture_output=True)
             for beta in map(float, args.betas.split(",")):
                 runs = {"groupo": [], "trl": []}
+                argv = ["--model", str(model), "--beta", str(beta), "--prompt-file", str(prompt_file), *common_argv]
                 for rep in range(args.reps):
                     order = [("groupo", sys.executable, "worker_groupo.py"), ("trl", args.trl_python, "worker_trl.py")]
                     for lib, py, script in (order if rep % 2 == 0 else order[::-1]):
-                        runs[lib].append(run_worker(py, script, model, beta, args.steps, args.threads))
-                        print(f"  {size} beta {beta} rep {rep} {lib}: {runs[lib][-1]['step_s']:.3f} s/step", flush=True)
-                med = {lib: {k: statistics.median(r[k] for r in rs if r.get(k) is not None)
-                             for k in rs[0] if k != "lib" and any(r.get(k) is not None for r in rs)}
-                       for lib, rs in runs.items()}
-                g, t = med["groupo"], med["trl"]
-                comp_len = g.get("mean_completion_len", 16.0)
-                fl = step_flops(cfg, 64, 6, comp_len, ref=beta > 0, old=False)
-                total = sum(fl.values())
-                row = {"size": size, "params": n_params, "beta": beta, "groupo": g, "trl": t,
-                       "ratio": g["step_s"] / t["step_s"], "rss_ratio": g["peak_rss_mb"] / t["peak_rss_mb"],
-                       "flops": fl, "pct_compute_bound_groupo": 100 * total / 1e9 / gflops / g["step_s"],
-                       "pct_compute_bound_trl": 100 * total / 1e9 / gflops / t["step_s"],
-                       "tokens_per_s_groupo": g.get("completion_tokens", 0) / g["step_s"]}
+                        res = run_worker(py, script, argv, threads)
+                        runs[lib].append(res)
+                        print(f"  {size} beta {beta:g} run {rep + 1}/{args.reps} {lib:<6}: {res['step_s']:.3f} s/step, "
+                              f"peak RSS {res['peak_rss_mb']:.0f} MB, other-CPU share {res['other_cpu_frac']:.2f} "
+                              f"[{time.perf_counter() - t_start:.0f} s]", flush=True)
+                row = {"size": size, "params": n_params, "beta": beta, "threads": threads}
+                for lib in runs:
+                    s = summarize(runs[lib])
+                    s["completions_per_s"] = s["rows"] / s["step_s"]
+                    s["tokens_per_s"] = s["completion_tokens"] / s["step_s"]
+                    fl = step_flops(cfg, prompts=8, rows=int(s["rows"]), prompt_len=s["prompt_tokens"] / s["rows"],
+                                    completion_len=s["completion_tokens"] / s["rows"], ref=beta > 0,
+                                    train_rows=s["rows"] - (s.get("zero_adv_rows_skipped") or 0))
+                    s["flops"] = fl
+                    s["gflop_per_step"] = sum(fl.values()) / 1e9
+                    row[lib] = s
+                row["ratio"] = row["groupo"]["step_s"] / row["trl"]["step_s"]
+                row["rss_ratio"] = row["groupo"]["peak_rss_mb"] / row["trl"]["peak_rss_mb"]
                 results.append(row)
-                targets.append((f"step_time_{size}_beta{beta:g}", row["ratio"], LIMITS[size]))
-            targets.append((f"peak_rss_{size}", max(r["rss_ratio"] for r in results if r["size"] == size), 1.0))
-    pb = subprocess.run([sys.executable, str(HERE / "prefix_bench.py"), "--threads", str(args.threads)],
-                        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
-    prefix_line = [ln for ln in pb.stdout.splitlines() if ln.startswith("target ")]
-    lines = [f"# groupo vs TRL {trl_version(args.trl_python)}: {datetime.date.today()}", "",
-             f"torch {__import__('torch').__version__}, transformers {__import__('transformers').__version__}, "
-             f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), {args.threads} threads, "
-             f"load average at start {load:.2f}; fp32 matmul {gflops:.1f} GFLOP/s; medians of {args.reps} runs "
-             f"each (alternating order), each run the median of steps 3-{args.steps}.", "",
-             "| model | beta | groupo s/step | TRL s/step | ratio | groupo tok/s | peak RSS groupo / TRL (MB) "
-             "| % of matmul bound groupo / TRL |", "|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r['size']} ({r['params'] / 1e6:.2f}M) | {r['beta']:g} | {r['groupo']['step_s']:.3f} "
-                     f"| {r['trl']['step_s']:.3f} | {r['ratio']:.2f} | {r['tokens_per_s_groupo']:.0f} "
-                     f"| {r['groupo']['peak_rss_mb']:.0f} / {r['trl']['peak_rss_mb']:.0f} "
-                     f"| {r['pct_compute_bound_groupo']:.1f} / {r['pct_compute_bound_trl']:.1f} |")
-    lines += ["", "Time split (median seconds): generation / scoring (+ TRL's reference pass) / log-probs "
-              "(groupo's old+reference pass) / forward / backward / optimizer+other", "",
-              "| model | beta | groupo | TRL |", "|---|---|---|---|"]
-    keys = ("generation_s", "scoring_s", "logprobs_s", "forward_s", "backward_s", "optimizer_s")
-    fmt = lambda d: " / ".join("-" if d.get(k) is None else f"{d[k]:.3f}" for k in keys)  # noqa: E731
-    for r in results:
-        lines.append(f"| {r['size']} | {r['beta']:g} | {fmt(r['groupo'])} | {fmt(r['trl'])} |")
-    lines += ["", "```"] + [f"target {n} {v:.2f} {lim} {'pass' if v <= lim else 'fail'}" for n, v, lim in targets]
-    lines += prefix_line + ["```"]
-    text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results/latest.md").write_text(text)
-    (HERE / "results/latest.json").write_text(json.dumps({"results": results, "targets": targets,
-                                                          "prefix": prefix_line, "gflops": gflops}, indent=2))
-    for n, v, lim in targets:
-        print(f"target {n} {v:.2f} {lim} {'pass' if v <= lim else 'fail'}")
-    for ln in prefix_line:
+                targets.append((f"step_time_{size}_beta{beta:g}", row["ratio"], LIMITS.get(size, 1.0)))
+                targets.append((f"peak_rss_{size}_beta{beta:g}", row["rss_ratio"], RSS_LIMIT))
+    gf1 = matmul_gflops(threads)
+    gflops = {"start": gf0, "end": gf1, "best": max(gf0["best"], gf1["best"])}
+    for row in results:                     # the bound: the best GEMM rate seen (conservative)
+        for lib in ("groupo", "trl"):
+            row[lib]["pct_compute_bound"] = percent_bound(row[lib]["flops"], row[lib]["step_s"], gflops["best"])
+    print()
+    for row in results:
+        print("\n".join(fmt_block(row)) + "\n")
+    print(f"matmul fp32 GFLOP/s with {threads} thread(s): start {gf0}, end {gf1}; the bound uses {gflops['best']}")
+
+    equiv, extra = None, []
+    if not args.no_equivalence:
+        r = subprocess.run([args.trl_python, str(HERE / "equivalence.py"), "--json"], capture_output=True, text=True,
+                           env=worker_env(1), cwd=ROOT, timeout=1800)
+        lines = [ln for ln in r.stdout.splitlines() if not ln.startswith(RESULT)]
+        print("\nfixed-batch equivalence, groupo vs TRL compute_loss (bench/equivalence.py):\n" + "\n".join(lines))
+        js = [ln for ln in r.stdout.splitlines() if ln.startswith(RESULT)]
+        if js:
+            equiv = json.loads(js[0][len(RESULT):])
+            for beta in sorted({e["beta"] for e in equiv}):
+                es = [e for e in equiv if e["beta"] == beta and not e["informative"]]
+                worst = max(max(e["loss_abs_diff"], e["grad_max_abs_diff"]) for e in es)
+                if any(e["params_missing"] for e in es):
+                    worst = float("inf")
+                targets.append((f"equivalence_beta{beta:g}", worst, EQUIV_TOL, "{:.1e}"))
+        else:
+            print(r.stderr[-3000:])
+            targets.append(("equivalence", float("inf"), EQUIV_TOL, "{:.1e}"))
+    if not args.no_prefix:
+        pb = subprocess.run([sys.executable, str(HERE / "prefix_bench.py"), "--threads", str(threads)],
+                            capture_output=True, text=True, env=worker_env(threads), cwd=ROOT, timeout=1800)
+        print("\nshared-prefix forward+backward (bench/prefix_bench.py):\n" + pb.stdout.strip())
+        extra = [ln for ln in pb.stdout.splitlines() if ln.startswith("target ")]
+
+    trl_v = results[0]["trl"]["versions"] if results else {}
+    meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "python": platform.python_version(), "threads": threads, "loadavg_start": load0,
+            "gflops": gflops, "reps": args.reps, "steps": args.steps, "warmup": args.warmup,
+            "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
+                         "trl": trl_v.get("trl"), "trl_transformers": trl_v.get("transformers")},
+            "sizes": {k: SIZES[k] for k in args.sizes.split(",")}, "wall_s": round(time.perf_counter() - t_start, 1)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps({"meta": meta, "results": results, "equivalence": equiv,
+                                                 "targets": [{"name": t[0], "measured": t[1], "limit": t[2],
+                                                              "pass": t[1] <= t[2]} for t in targets],
+                                                 "extra_targets": extra}, indent=2, default=str))
+    (out / "latest.md").write_text(markdown(meta, results, equiv, targets, extra))
+    print(f"\nresults: {out / 'latest.json'}, {out / 'latest.md'} ({meta['wall_s']:.0f} s)\n")
+    for t in targets:
+        print(target_line(*t))
+    for ln in extra:
         print(ln)
     return 0
-
-
-def trl_version(py: str) -> str:
-    r = subprocess.run([py, "-c", "import trl; print(trl.__version__)"], capture_output=True, text=True)
-    return r.stdout.strip() or "(not installed)"
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ Same model directory, tokenizer, prompts (the exact list groupo's loop draws, fr
 --prompt-file, in order: shuffle_dataset=False), reward (bench/reward.py), 8 prompts x 8
 generations per optimizer step, up to 32 new tokens, temperature 1, lr 1e-4 with linear
 decay, AdamW, grad clip 1.0, fp32, beta as given, loss_type 'dapo' (TRL's default; token
-mean over the step = groupo's aggregation token_mean).
+mean over the step = groupo's aggregation token_mean), use_bias_correction_kl=False (TRL
+1.16 defaults it to True: the k3 KL times the importance ratio, whose value is 1 on-policy
+but whose gradient differs; groupo's k3 is the plain DeepSeekMath estimator; see
+bench/equivalence.py).
 
 TRL at its fastest fp32 setting on this CPU (../shared/bench/TRL_BASELINE.md):
 bf16=False (its default is True even on CPU), gradient_checkpointing=False (its default
@@ -47,15 +50,18 @@ def grpo_config(out_dir: str, beta: float, steps: int, prompts: int, group: int,
     import torch
     from trl import GRPOConfig
 
-    return GRPOConfig(
+    kw = dict(
         output_dir=out_dir, use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
         num_generations=group, per_device_train_batch_size=prompts * group, gradient_accumulation_steps=1,
         max_completion_length=max_new, temperature=1.0, top_p=1.0, top_k=0, learning_rate=lr,
         lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, beta=beta,
         loss_type=loss_type, scale_rewards="group", epsilon=0.2, num_iterations=1, max_steps=steps,
+        use_bias_correction_kl=False,      # TRL 1.16 default True: k3 x ratio (DeepSeek-V3.2), not groupo's k3
         logging_steps=max(steps, 1), report_to="none", save_strategy="no", seed=0, data_seed=0,
         shuffle_dataset=False, dataloader_num_workers=0, disable_tqdm=True,
-        model_init_kwargs={"dtype": torch.float32}, **extra)
+        model_init_kwargs={"dtype": torch.float32})
+    kw.update(extra)
+    return GRPOConfig(**kw)
 
 
 def main():
@@ -188,7 +194,7 @@ def main():
            **{k: median(toks[i][k] for i in timed) for k in toks[0]},
            "prompts_match": seen_prompts == [r["prompt"] for r in rows][: len(seen_prompts)],
            "peak_rss_mb": rss, **cont,
-           "config": {"loss_type": cfg.loss_type, "bf16": cfg.bf16, "gradient_checkpointing": cfg.gradient_checkpointing,
+           "config": {"loss_type": cfg.loss_type, "use_bias_correction_kl": cfg.use_bias_correction_kl, "bf16": cfg.bf16, "gradient_checkpointing": cfg.gradient_checkpointing,
                       "per_device_train_batch_size": cfg.per_device_train_batch_size, "optim": str(cfg.optim)},
            "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__}}
     emit(out)

@@ -238,11 +238,18 @@ def cmd_mqr(args) -> int:
 
     names = [x.strip() for x in args.instructions.split(",") if x.strip()]
     console = _console()
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done * 10 // total != (done - args.batch_size) * 10 // total:
+            console.print(f"mqr: {done}/{total} rewrites generated")
+
     counts = reformulate(args.model, args.input, args.output, names, args.max_new_tokens, args.temperature,
-                         args.seed, args.batch_size, args.limit, not args.rewrites_only, args.question_key,
-                         progress=lambda d, n: console.print(f"mqr: {d}/{n} rewrites generated") if d == n else None)
-    console.print(f"mqr: {counts['rows_in']} questions -> {counts['rewrites_written']} rewrites written to "
-                  f"{args.output}; rejected: {counts['rejected'] or 'none'}")
+                         args.seed, args.batch_size, args.limit, not args.rewrites_only, progress,
+                         question_key=args.question_key, answer_key=args.answer_key, device=args.device,
+                         dtype=args.dtype)
+    rejected = {k: v for k, v in counts["rejected"].items() if v}
+    console.print(f"mqr: {counts['rows_in']} questions -> {counts['rewrites_written']} rewrites, "
+                  f"{counts['rows_out']} rows written to {args.output}; rejected: {rejected or 'none'}")
     return 0
 
 
@@ -304,14 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", required=True, help="local Hugging Face model directory that writes the rewrites")
     sp.add_argument("--input", required=True, help="JSONL with one question per line")
     sp.add_argument("--output", required=True, help="JSONL to write (originals + rewrites, with provenance)")
-    sp.add_argument("--instructions", default="background,term,subproblem")
+    sp.add_argument("--instructions", default="background,term,subproblem", help="comma-separated subset")
     sp.add_argument("--question-key", default="question")
+    sp.add_argument("--answer-key", default="answer", help="gold answer column, copied unchanged to every rewrite")
     sp.add_argument("--max-new-tokens", type=int, default=256)
     sp.add_argument("--temperature", type=float, default=0.0)
     sp.add_argument("--batch-size", type=int, default=8)
     sp.add_argument("--limit", type=int, help="only the first N questions")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--rewrites-only", action="store_true", help="do not copy the original rows")
+    sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    sp.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     sp.set_defaults(func=cmd_mqr)
     sp = sub.add_parser("study", help="grid of recipes x seeds on one setup: summary table, plots, report")
     sp.add_argument("study", help="study YAML file (see groupo/study.py or docs/study/)")

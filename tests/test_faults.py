@@ -41,7 +41,7 @@ def reference(tmp_path_factory, tiny_dir):
 
 
 def _metrics(run):
-    drop = ("time/", "tokens_per_s")
+    drop = ("time/", "tokens_per_s", "mem/")
     return [{k: v for k, v in json.loads(l).items() if not k.startswith(drop)}
             for l in (run / "metrics.jsonl").read_text().splitlines()]
 

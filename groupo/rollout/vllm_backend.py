@@ -1,141 +1,366 @@
 """``generation.backend: vllm``: colocated vLLM generation (optional extra ``groupo[vllm]``).
 
-Imported only when a recipe asks for it; ``import groupo`` and the CPU demo never import
-vllm (tested). One ``vllm.LLM`` per process, created on first use from the training
-model's directory, in the training dtype, with sleep mode so that training and
-generation share the GPU: the engine wakes up, receives the current training weights if
-an optimizer step happened since the last sync, generates, and goes back to sleep
-(level 1: weights offloaded, KV cache freed). This is TRL's and verl's "colocate" mode.
+Imported only when a recipe asks for it (``rollout.hf.generate`` imports this module
+lazily); ``import groupo``, building a config and the CPU demo never import vllm (tested).
 
-The sampler's per-token log-probs come back with the rollout (``Rollout.sampler_logp``):
-vLLM's kernels and sampling differ slightly from the training forward, so the loss uses
-truncated importance sampling (TIS; Yao et al. 2025, as TRL's
-``vllm_importance_sampling_correction`` and verl's ``tis_imp_ratio_cap``): every token's
-loss weight is multiplied by ``min(exp(logp_old - logp_sampler), generation.tis_cap)``.
+One ``vllm.LLM`` per process ("colocate" mode, as TRL's ``vllm_mode="colocate"`` and
+verl's hybrid engine): it shares the GPU with the training model. It is created on first
+use from the training model's directory, in the training forward's compute dtype (the
+autocast dtype next to float32 master weights), with the engine in this
+process (``distributed_executor_backend="external_launcher"``: under torchrun every rank
+holds its own engine on its own GPU) and sleep mode on. Around each generation:
 
-Status: written against vLLM's documented ``LLM`` / ``SamplingParams`` API; no GPU was
-available in the session that wrote it, so it has NOT been run yet (docs/gpu.md;
-``bench/gpu_smoke.sh`` is the check to run on a GPU machine). ``truncated_is_weights``
-is pure torch and tested on CPU.
+    wake the weights -> load the training weights if an optimizer step happened since the
+    last sync (``model._groupo_weights_version``, bumped by the loop after ``opt.step()``)
+    -> reset the prefix cache -> wake the KV cache -> generate -> sleep (level 1)
+
+Level 1 offloads the weights to CPU and frees the KV cache, so training gets the GPU
+back. Level 2 (discard the weights) would save that copy, but waking from it has
+produced garbage in several vLLM versions unless weights are reloaded from disk first
+(vllm-project/vllm#29341, #16564); level 1 followed by our own weight sync is the
+conservative choice.
+
+Samples: ``SamplingParams(n=G, seed=s_j)`` per prompt j, ``s_j`` drawn from the step's
+generator (or prompt j's own generator with several processes, so samples do not depend
+on how prompts are split); vLLM gives child i the seed ``s_j + i``. The engine stops at
+exactly ``eos_ids`` (``ignore_eos`` + ``stop_token_ids``), as the hf sampler does.
+
+The sampler's per-token log-probs come back in ``Rollout.sampler_logp`` [N, T] (after
+temperature: ``logprobs_mode="processed_logprobs"``, as TRL sets it). vLLM's kernels and
+batching differ from the training forward, so the loss multiplies each token's weight by
+the truncated importance ratio ``min(exp(logp_old - logp_sampler), cap)``
+(``truncated_is_weights``; Yao et al. 2025 "Your efficient RL framework secretly brings
+you off-policy RL training"; TRL's ``vllm_importance_sampling_correction`` with
+``vllm_importance_sampling_mode="token_truncate"``, verl's rollout-correction TIS).
+
+Knobs without a config field (environment variables, read when the engine is created):
+``GROUPO_VLLM_GPU_MEMORY`` (vLLM's ``gpu_memory_utilization``, default 0.4),
+``GROUPO_VLLM_SEEDED`` (1: per-prompt seeds, default; 0: vLLM's own RNG, faster sampling
+but not reproducible), ``GROUPO_VLLM_DTYPE`` (default: see ``engine_dtype``),
+``GROUPO_VLLM_ENGINE_ARGS`` (JSON merged into ``vllm.LLM(...)``, e.g. ``{"max_num_seqs": 512}``).
+
+Status: written against vLLM's documented ``LLM`` / ``SamplingParams`` API and TRL's
+colocate code; the engine glue runs on CPU against a fake ``vllm`` module in
+tests/test_gpu_paths.py (padding, log-prob alignment, seeds, sleep/sync order, LoRA
+weights), but it has NOT run against real vLLM on a GPU yet (docs/gpu.md;
+``bench/gpu_smoke.sh`` is the check to run).
 """
 from __future__ import annotations
+
+import json
+import math
+import os
+import socket
 
 import torch
 
 from ..model.load import ModelError
 
-_ENGINES: dict = {}
+NEEDS = "generation.backend=vllm needs `pip install groupo[vllm]` and a CUDA GPU"
+SLEEP_LEVEL = 1
+_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
+_ENGINE = None      # the process's engine (one vllm.LLM per process)
 
 
+# ----------------------------------------------------------------------------- TIS
 def truncated_is_weights(logp_old: torch.Tensor, logp_sampler: torch.Tensor, mask: torch.Tensor,
                          cap: float = 2.0) -> torch.Tensor:
-    """Per-token TIS weights min(exp(logp_old - logp_sampler), cap), 0 off the mask; no gradient."""
-    if cap <= 0:
+    """Per-token truncated importance weights [N, T] = min(exp(logp_old - logp_sampler), cap)
+    on the mask, 0 off it; no gradient. ``logp_old``: the training model's log-probs of the
+    sampled tokens before the update; ``logp_sampler``: the sampler's (vLLM's)."""
+    if not cap > 0:
         raise ValueError(f"tis cap must be > 0, got {cap}")
+    if logp_old.shape != logp_sampler.shape or logp_old.shape != mask.shape:
+        raise ValueError(f"shapes differ: logp_old {tuple(logp_old.shape)}, logp_sampler "
+                         f"{tuple(logp_sampler.shape)}, mask {tuple(mask.shape)}")
     with torch.no_grad():
-        ratio = torch.exp((logp_old - logp_sampler).clamp(max=20.0))
-        return torch.clamp(ratio, max=cap) * mask.to(ratio.dtype)
+        diff = logp_old.float() - logp_sampler.float().to(logp_old.device)        # [N, T]
+        ratio = torch.exp(diff.clamp(max=math.log(cap)))                           # min(exp(diff), cap), no overflow
+        return torch.where(mask.to(ratio.device).bool(), ratio, torch.zeros_like(ratio))
+
+
+def tis_stats(weights: torch.Tensor, logp_old: torch.Tensor, logp_sampler: torch.Tensor, mask: torch.Tensor,
+              cap: float) -> dict:
+    """Mismatch diagnostics over the mask: mean weight, fraction of tokens at the cap,
+    mean |logp_old - logp_sampler| (nats)."""
+    m = mask.to(weights.device).bool()
+    n = max(int(m.sum()), 1)
+    diff = (logp_old.float() - logp_sampler.float().to(logp_old.device)).abs().to(weights.device)
+    return {"tis/mean_weight": float(weights[m].sum()) / n,
+            "tis/capped_frac": float((weights[m] >= cap * (1 - 1e-6)).sum()) / n,
+            "tis/abs_logp_diff": float(diff[m].sum()) / n}
+
+
+# ----------------------------------------------------------------------------- weights
+def inference_weights(model):
+    """Yield (name, tensor): the training model's weights under the plain Hugging Face
+    checkpoint names vLLM's ``load_weights`` expects. A LoRA model yields W + delta per
+    adapted layer, computed out of place with peft's ``get_delta_weight`` (merging into
+    the training weights and unmerging would add bf16 rounding to them at every sync)."""
+    if not hasattr(model, "peft_config"):
+        for name, p in model.named_parameters():
+            yield _clean(name), p.detach()
+        return
+    base = model.get_base_model()
+    adapted = {}
+    for mname, mod in base.named_modules():
+        if hasattr(mod, "base_layer") and hasattr(mod, "get_delta_weight") and not getattr(mod, "merged", False):
+            names = [a for a in getattr(mod, "active_adapters", []) if a in getattr(mod, "lora_A", {})]
+            if names:
+                adapted[f"{mname}.base_layer.weight"] = (mod, names)
+    for name, p in base.named_parameters():
+        if "lora_" in name or "original_module" in name:
+            continue
+        w = p.detach()
+        if name in adapted:
+            mod, names = adapted[name]
+            with torch.no_grad():
+                w = w + sum(mod.get_delta_weight(a) for a in names).to(w.dtype)
+        yield _clean(name.replace(".base_layer", "").replace("modules_to_save.default.", "")), w
+
+
+def _clean(name: str) -> str:
+    for wrapper in ("_checkpoint_wrapped_module.", "_orig_mod."):
+        name = name.replace(wrapper, "")
+    return name
+
+
+def _version(model) -> int:
+    return getattr(model, "_groupo_weights_version", 0)
+
+
+# ----------------------------------------------------------------------------- engine
+def check_available() -> None:
+    """One line (ModelError) unless a CUDA device is visible and vllm imports."""
+    if not torch.cuda.is_available():
+        raise ModelError(f"{NEEDS} (no CUDA device is visible)")
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        raise ModelError(f"{NEEDS} (vllm is not installed)") from None
+
+
+def _launcher_env() -> None:
+    """vLLM's external_launcher executor joins torch.distributed through env://; torchrun
+    sets these variables, a single process becomes rank 0 of 1 on a free local port."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")     # engine core in this process
+    if "MASTER_ADDR" in os.environ and "WORLD_SIZE" in os.environ:
+        return
+    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(k, v)
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
 
 
 class VLLMEngine:
-    def __init__(self, model, dtype: torch.dtype, seed: int = 0, gpu_memory_utilization: float = 0.4,
-                 sleep: bool = True):
-        try:
-            import vllm
-        except ImportError:
-            raise ModelError("generation.backend=vllm needs `pip install groupo[vllm]` and a CUDA GPU") from None
-        if not torch.cuda.is_available():
-            raise ModelError("generation.backend=vllm needs a CUDA GPU (none is visible)")
+    """One colocated ``vllm.LLM``: ``generate`` (wake, sync if stale, sample, sleep),
+    ``sync_weights``, ``sleep`` and ``wake_up``."""
+
+    def __init__(self, model_dir, dtype: torch.dtype = torch.bfloat16, gpu_memory_utilization: float | None = None,
+                 seed: int = 0, sleep: bool = True, seeded: bool | None = None, engine_kwargs: dict | None = None):
+        check_available()
+        import vllm
+
         self.vllm = vllm
+        _launcher_env()
+        util = gpu_memory_utilization if gpu_memory_utilization is not None else \
+            float(os.environ.get("GROUPO_VLLM_GPU_MEMORY", "0.4"))
+        self.seeded = seeded if seeded is not None else os.environ.get("GROUPO_VLLM_SEEDED", "1") != "0"
+        kw = dict(model=str(model_dir), dtype=dtype if isinstance(dtype, str) else _DTYPES.get(dtype, "auto"),
+                  seed=seed, gpu_memory_utilization=util,
+                  enable_sleep_mode=sleep, distributed_executor_backend="external_launcher",
+                  skip_tokenizer_init=True,          # we pass token ids and decode ourselves
+                  max_num_batched_tokens=4096,       # TRL: vLLM's memory profiler misjudges the larger default
+                  logprobs_mode="processed_logprobs")    # log-probs after temperature, as the training side
+        kw.update(json.loads(os.environ.get("GROUPO_VLLM_ENGINE_ARGS") or "{}"))
+        kw.update(engine_kwargs or {})
+        try:
+            self.llm = vllm.LLM(**kw)
+        except TypeError as e:
+            if "logprobs_mode" in str(e):
+                raise ModelError(f"{NEEDS}: vllm>=0.10.2 (this one has no logprobs_mode)") from None
+            raise
         self.sleep_enabled = sleep
-        self.llm = vllm.LLM(model=str(model.name_or_path), dtype=str(dtype).replace("torch.", ""), seed=seed,
-                            gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=sleep)
-        self.version = getattr(model, "_groupo_weights_version", 0)
-        self.sleeping = False
+        self.asleep: set = set()          # tags currently asleep: "weights", "kv_cache"
+        self.version = None               # weights version last loaded (None: never synced)
+        self.model_id = None
 
-    def _load_weights(self, model) -> None:
-        named = [(k, v.detach()) for k, v in _plain_state(model).items()]
-        try:        # vLLM V1: run load_weights in every worker
-            self.llm.collective_rpc("load_weights", args=(named,))
-        except (AttributeError, TypeError, NotImplementedError):
-            runner = self.llm.llm_engine.model_executor.driver_worker.model_runner   # older engine
-            runner.model.load_weights(named)
-        self.version = getattr(model, "_groupo_weights_version", 0)
+    # -- memory
+    def sleep(self) -> None:
+        """Offload the weights to CPU and free the KV cache (level 1) until the next generate."""
+        if self.sleep_enabled and not self.asleep:
+            self.llm.sleep(level=SLEEP_LEVEL)
+            self.asleep = {"weights", "kv_cache"}
 
-    def generate(self, model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p, top_k,
-                 seed: int):
-        from .hf import Rollout
-
-        if self.sleeping:
+    def wake_up(self, tags: list | None = None) -> None:
+        want = set(tags or ("weights", "kv_cache")) & self.asleep
+        if not want:
+            return
+        torch.cuda.empty_cache()          # blocks PyTorch cached during training go back to the driver
+        try:
+            self.llm.wake_up(tags=sorted(want, key=["weights", "kv_cache"].index))
+            self.asleep -= want
+        except TypeError:                 # vLLM without tags: everything wakes
             self.llm.wake_up()
-            self.sleeping = False
-        if getattr(model, "_groupo_weights_version", 0) != self.version:
-            self._load_weights(model)
-        enc = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        outs = []
-        for j, (ids, g) in enumerate(zip(enc, group_sizes)):
-            sp = self.vllm.SamplingParams(n=g, temperature=temperature, top_p=top_p, top_k=top_k or -1,
-                                          max_tokens=max_new_tokens, logprobs=0, stop_token_ids=list(eos_ids),
-                                          seed=seed + j)
-            outs.append((ids, sp))
-        results = self.llm.generate([{"prompt_token_ids": ids} for ids, _ in outs], [sp for _, sp in outs],
-                                    use_tqdm=False)
-        if self.sleep_enabled:
-            self.llm.sleep(level=1)
-            self.sleeping = True
+            self.asleep = set()
+
+    # -- weights
+    def _driver_model(self):
+        ex = getattr(self.llm.llm_engine, "model_executor", None)
+        worker = getattr(ex, "driver_worker", None)
+        runner = getattr(worker, "model_runner", None) or getattr(getattr(worker, "worker", None), "model_runner", None)
+        if runner is None:
+            raise ModelError("cannot reach the vLLM model from this process to load the training weights; "
+                             "run with VLLM_ENABLE_V1_MULTIPROCESSING=0")
+        return runner.model
+
+    def sync_weights(self, model) -> None:
+        """Load the training model's current weights into the engine (and drop cached prefixes)."""
+        self.wake_up(["weights"])
+        with torch.no_grad():
+            self._driver_model().load_weights(inference_weights(model))
+        self.llm.reset_prefix_cache()     # KV blocks cached under the old weights are stale
+        self.version, self.model_id = _version(model), id(model)
+
+    def stale(self, model) -> bool:
+        return self.version is None or self.model_id != id(model) or _version(model) != self.version
+
+    # -- sampling
+    def generate(self, model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p, top_k,
+                 seeds=None, enc=None):
         dev = next(model.parameters()).device
-        pad = tokenizer.pad_token_id
-        rows, comps, lps = [], [], []
-        for j, res in enumerate(results):
+        if not prompts:
+            return _empty_rollout(dev)
+        if self.stale(model):
+            self.sync_weights(model)
+        self.wake_up()
+        enc = enc if enc is not None else [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        seeds = seeds if (seeds is not None and self.seeded) else [None] * len(prompts)
+        asked = [j for j, g in enumerate(group_sizes) if g > 0]
+        params = [self.vllm.SamplingParams(n=group_sizes[j], temperature=temperature, top_p=top_p,
+                                           top_k=top_k if top_k > 0 else -1, max_tokens=max_new_tokens, logprobs=0,
+                                           stop_token_ids=list(eos_ids), ignore_eos=True, seed=seeds[j],
+                                           detokenize=False)
+                  for j in asked]
+        try:
+            results = self.llm.generate([{"prompt_token_ids": enc[j]} for j in asked], params, use_tqdm=False)
+        finally:
+            self.sleep()
+        comps = []
+        for j, res in zip(asked, results):
+            g = group_sizes[j]
+            if len(res.outputs) != g:
+                raise RuntimeError(f"vLLM returned {len(res.outputs)} completions for prompt {j}, expected {g}")
             for o in res.outputs:
-                rows.append(j)
-                comps.append(list(o.token_ids))
-                lps.append([lp[t].logprob for lp, t in zip(o.logprobs or [], o.token_ids)])
-        T = max(1, max(len(c) for c in comps))
-        Lp = max(len(e) for e in enc)
-        n = len(rows)
-        p_ids = torch.full((n, Lp), pad, dtype=torch.long)
-        p_mask = torch.zeros(n, Lp, dtype=torch.long)
-        c_ids = torch.full((n, T), pad, dtype=torch.long)
-        c_mask = torch.zeros(n, T, dtype=torch.long)
-        s_lp = torch.zeros(n, T)
-        trunc = torch.zeros(n, dtype=torch.bool)
-        eos = set(eos_ids)
-        for i, (j, c, lp) in enumerate(zip(rows, comps, lps)):
-            ids = enc[j]
-            p_ids[i, Lp - len(ids):] = torch.tensor(ids)
-            p_mask[i, Lp - len(ids):] = 1
+                ids = list(o.token_ids)
+                comps.append((j, ids, _sampled_logprobs(o.logprobs, ids)))
+        return to_rollout(enc, comps, tokenizer, eos_ids, dev)
+
+
+def _empty_rollout(device):
+    from .hf import Rollout
+
+    z = torch.zeros(0, 0, dtype=torch.long, device=device)
+    e = torch.zeros(0, dtype=torch.long)
+    return Rollout(z, z, z, z, e.bool(), e, [], sampler_logp=torch.zeros(0, 0, device=device))
+
+
+def _sampled_logprobs(logprobs, ids) -> list:
+    """The sampled token's log-prob at each position (NaN where vLLM gave none)."""
+    out = []
+    for t, tok in enumerate(ids):
+        entry = logprobs[t] if logprobs is not None and t < len(logprobs) else None
+        lp = entry.get(tok) if entry is not None else None
+        out.append(float(getattr(lp, "logprob", lp)) if lp is not None else float("nan"))
+    return out
+
+
+def to_rollout(enc: list, comps: list, tokenizer, eos_ids, device):
+    """Token lists -> Rollout with the hf sampler's conventions: prompt left-padded,
+    completion right-padded with the pad id, mask 1 up to and including the first EOS,
+    ``truncated`` = no EOS, ``group`` = prompt index, texts decoded without special tokens.
+    ``comps``: (prompt index, completion ids, sampled-token log-probs) per row, grouped by prompt."""
+    from .hf import Rollout
+
+    pad, eos = tokenizer.pad_token_id, set(int(e) for e in eos_ids)
+    kept = []
+    for j, ids, lps in comps:
+        first = next((t for t, tok in enumerate(ids) if tok in eos), None)
+        end = len(ids) if first is None else first + 1
+        kept.append((j, ids[:end], lps[:end], first is not None))
+    n, Lp = len(kept), max(len(e) for e in enc)
+    T = max([len(c) for _, c, _, _ in kept] + [0])
+    p_ids = torch.full((n, Lp), pad, dtype=torch.long)
+    p_mask = torch.zeros(n, Lp, dtype=torch.long)
+    c_ids = torch.full((n, T), pad, dtype=torch.long)
+    c_mask = torch.zeros(n, T, dtype=torch.long)
+    s_lp = torch.zeros(n, T)
+    trunc = torch.zeros(n, dtype=torch.bool)
+    for i, (j, c, lp, stopped) in enumerate(kept):
+        L = len(enc[j])
+        if L:
+            p_ids[i, Lp - L:] = torch.tensor(enc[j], dtype=torch.long)
+            p_mask[i, Lp - L:] = 1
+        if c:
             c_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
             c_mask[i, : len(c)] = 1
-            s_lp[i, : len(lp)] = torch.tensor(lp)
-            trunc[i] = not c or c[-1] not in eos
-        texts = tokenizer.batch_decode(comps, skip_special_tokens=True)
-        return Rollout(p_ids.to(dev), p_mask.to(dev), c_ids.to(dev), c_mask.to(dev), trunc,
-                       torch.tensor(rows, dtype=torch.long), texts, sampler_logp=s_lp.to(dev))
+            s_lp[i, : len(c)] = torch.tensor(lp, dtype=torch.float32)
+        trunc[i] = not stopped
+    texts = tokenizer.batch_decode([c for _, c, _, _ in kept], skip_special_tokens=True)
+    group = torch.tensor([j for j, _, _, _ in kept], dtype=torch.long)
+    return Rollout(p_ids.to(device), p_mask.to(device), c_ids.to(device), c_mask.to(device), trunc, group, texts,
+                   sampler_logp=s_lp.to(device))
 
 
-def _plain_state(model) -> dict:
-    """Weights in the base model's names (LoRA merged into a copy when present)."""
-    if hasattr(model, "peft_config"):
-        merged = {}
-        with torch.no_grad():
-            model.merge_adapter()
-            try:
-                for k, v in model.get_base_model().state_dict().items():
-                    if "lora_" not in k:
-                        merged[k.replace("base_layer.", "")] = v.clone()
-            finally:
-                model.unmerge_adapter()
-        return merged
-    return model.state_dict()
+def _model_dir(model) -> str:
+    path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    if not path:
+        raise ModelError("generation.backend=vllm: the training model has no directory to start vLLM from")
+    return str(path)
+
+
+def engine_dtype(model):
+    """vLLM's dtype: ``GROUPO_VLLM_DTYPE`` if set, else the training forward's compute dtype
+    (the autocast dtype when ``model.autocast`` is on, e.g. bf16 next to float32 master
+    weights; else the parameters' dtype)."""
+    return (os.environ.get("GROUPO_VLLM_DTYPE") or getattr(model, "_groupo_autocast", None)
+            or next(model.parameters()).dtype)
+
+
+def get_engine(model) -> VLLMEngine:
+    """The process's engine, created on first use from ``model``'s directory."""
+    global _ENGINE
+    if _ENGINE is None:
+        from .. import dist
+
+        _ENGINE = VLLMEngine(_model_dir(model), engine_dtype(model), seed=dist.rank())
+    return _ENGINE
+
+
+def prompt_seeds(generator, n: int) -> list:
+    """One sampling seed per prompt: from prompt j's own generator when ``generator`` is a
+    list (multi-process runs), else n draws from the step's generator."""
+    hi = 2 ** 30          # vLLM adds the child index to the seed; stay far from int32 overflow
+    if isinstance(generator, (list, tuple)):
+        return [int(torch.randint(0, hi, (1,), generator=g, device=g.device).item()) for g in generator]
+    if generator is None:
+        return [None] * n
+    return [int(s) for s in torch.randint(0, hi, (n,), generator=generator, device=generator.device).tolist()]
 
 
 def generate_vllm(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p, top_k,
                   generator=None):
-    key = id(model)
-    if key not in _ENGINES:
-        _ENGINES[key] = VLLMEngine(model, next(model.parameters()).dtype)
-    g = generator[0] if isinstance(generator, list) else generator
-    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=g, device=g.device).item()) if g is not None else 0
-    return _ENGINES[key].generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature,
-                                  top_p, top_k, seed)
+    """``rollout.generate(..., backend="vllm")``: same arguments and Rollout as the hf
+    sampler, plus ``Rollout.sampler_logp``."""
+    from .hf import check_context
+
+    if not prompts:                   # nothing to sample: do not start an engine for it
+        return _empty_rollout(next(model.parameters()).device)
+    enc = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    check_context(model, max(len(e) for e in enc), max_new_tokens)   # one clear line before vLLM starts
+    engine = get_engine(model)
+    seeds = prompt_seeds(generator, len(prompts))
+    return engine.generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
+                           top_k, seeds, enc=enc)

@@ -1,0 +1,96 @@
+"""Pieces shared by the bench driver and its workers (imported by both virtualenvs, so no
+groupo import at module level): model presets, the model builder, the per-run contention
+meter and the result line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+# name -> Llama shape. 1M is exactly groupo.model.tiny.build_tiny's default model; 25M keeps
+# its recipe (same tokenizer, Llama config, tied embeddings) with a smaller MLP
+# (intermediate 1408 instead of 4 x hidden) so the count lands at ~25.7M, the size of the
+# peer baseline's "small" model in ../shared/bench/TRL_BASELINE.md.
+SIZES = {
+    "1M": dict(hidden=128, layers=4, heads=4, intermediate=512),
+    "25M": dict(hidden=512, layers=8, heads=8, intermediate=1408),
+}
+SEED = 42
+RESULT = "RESULT_JSON "
+
+
+def build_model(path: str | Path, size: str, seed: int = SEED) -> Path:
+    """Random-init Llama + groupo's character tokenizer, written as an HF model directory.
+    Same code path as ``groupo.model.tiny.build_tiny`` (which it calls for the default
+    shape), with ``intermediate_size`` settable."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from groupo.model.tiny import build_tiny, build_tokenizer, tiny_config
+
+    s = SIZES[size]
+    path = Path(path)
+    if s["intermediate"] == 4 * s["hidden"]:
+        return build_tiny(path, seed=seed, hidden=s["hidden"], layers=s["layers"], heads=s["heads"])
+    tok = build_tokenizer()
+    cfg = tiny_config(len(tok), s["hidden"], s["layers"], s["heads"], pad_id=tok.pad_token_id, eos_id=tok.eos_token_id)
+    cfg.intermediate_size = s["intermediate"]
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = AutoModelForCausalLM.from_config(cfg)
+    finally:
+        torch.random.set_rng_state(state)
+    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _host_busy_s() -> float:
+    """CPU seconds all processes of the host have used (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        parts = f.readline().split()[1:]
+    v = [int(x) for x in parts]
+    busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)   # user nice system irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class Contention:
+    """CPU time other processes used while this one ran (a shared 2-core box makes torch's
+    OpenMP threads collapse when a core is taken: the peer baseline saw x55)."""
+
+    def __init__(self):
+        self.t0, self.host0, self.own0 = time.perf_counter(), _host_busy_s(), _own_cpu_s()
+        self.load0 = os.getloadavg()[0]
+
+    def result(self) -> dict:
+        wall = time.perf_counter() - self.t0
+        other = max(0.0, (_host_busy_s() - self.host0) - (_own_cpu_s() - self.own0))
+        return {"other_cpu_frac": round(other / max(wall * (os.cpu_count() or 1), 1e-9), 3),
+                "loadavg_start": round(self.load0, 2), "train_wall_s": round(wall, 2)}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def emit(out: dict) -> None:
+    print(RESULT + json.dumps(out), flush=True)
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
