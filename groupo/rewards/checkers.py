@@ -7,9 +7,13 @@ reasoning-gym scorers and TinyZero's countdown do, and TinyZero's whitelist allo
 
 * ``number``: numeric compare after stripping ``,`` ``$`` and a trailing ``.``
   (GSM8K recommendation, TASKS.md §5.2); ints, decimals, ``a/b`` and ``\\frac{a}{b}``;
-  relative tolerance 1e-6 (exact for gold 0). A span that is not a bare number
-  counts only if it contains exactly one number ("x = 59" yes, "58 or 59" no: no
-  credit for hedging).
+  exact when the gold has a finite decimal expansion (integers, 12.5, 3/4), else
+  relative tolerance 1e-6 (1/3 vs 0.3333333; a tolerance on every gold accepted
+  1234568 for 1234567). A span that is not a bare number counts only if it contains
+  exactly one number ("x = 59" yes, "58 or 59" no: no credit for hedging) and nothing
+  next to it changes its value or sign ("-(59)", "negative 59", "x-59", "\\sqrt{59}",
+  "59!", "59^2" score 0 for gold 59). Unicode minus signs (U+2212, en dash,
+  small/fullwidth hyphen-minus) count as "-".
 * ``exact``: whitespace-normalised string equality.
 * ``choice``: letters A-F ("(B)", "B", "answer: B", "\\text{B}").
 * ``lego``: Z2 values, "+1" == "1", "-1"; "c=-1" reads the right-hand side
@@ -26,7 +30,7 @@ import ast
 import re
 from fractions import Fraction
 
-from .extract import _NUMBER
+from .extract import _NUMBER, MINUS_SIGNS
 
 MAX_LEN = 200          # longest span a checker parses
 MAX_ABS = 10 ** 12     # countdown: cap on |numerator| and denominator of intermediates
@@ -34,13 +38,17 @@ REL_TOL = 1e-6
 
 _FRAC = re.compile(r"\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}")
 _PLAIN = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:/[-+]?\d+)?")
+_MINUS = str.maketrans(MINUS_SIGNS, "-" * len(MINUS_SIGNS))
+# next to the one number of a non-number span: a sign or operator that changes its value
+_CHANGED_BEFORE = re.compile(r"(?:[-/^\u221a]|\\sqrt|\bnegative|\bminus)(?:[\s(\[{$+]|\\left)*$", re.I)
+_CHANGED_AFTER = re.compile(r"(?:[\s)\]}]|\\right)*(?:[!\u00b2\u00b3\u00b9\u2070-\u2079]|\^(?!\s*\{?\s*\\circ))")
 
 
 def parse_number(text: str) -> Fraction | None:
     """A bare number (int, decimal, a/b, \\frac{a}{b}) as an exact Fraction, else None."""
     if not isinstance(text, str):
         text = str(text)
-    s = text.strip()
+    s = text.strip().translate(_MINUS)
     if len(s) > MAX_LEN:
         return None
     for junk in ("\\$", "$", ",", "\\,", "\\!", "{,}", " ", "\\%", "%"):
@@ -66,13 +74,26 @@ def number(pred_text: str, gold) -> float:
         return exact(pred_text, gold)
     p = parse_number(pred_text)
     if p is None:
-        found = [m.group(0) for _, m in zip(range(2), _NUMBER.finditer(str(pred_text)[-2000:]))]
-        if len(found) != 1:
+        text = str(pred_text)[-2000:].translate(_MINUS)
+        found = [m for _, m in zip(range(2), _NUMBER.finditer(text))]
+        if (len(found) != 1 or _CHANGED_BEFORE.search(text, 0, found[0].start())
+                or _CHANGED_AFTER.match(text, found[0].end())):
             return 0.0
-        p = parse_number(found[0])
+        p = parse_number(found[0].group(0))
         if p is None:
             return 0.0
+    if _terminates(g):
+        return 1.0 if p == g else 0.0
     return 1.0 if abs(p - g) <= REL_TOL * abs(g) else 0.0
+
+
+def _terminates(x: Fraction) -> bool:
+    """Whether ``x`` has a finite decimal expansion (its denominator is 2**a * 5**b)."""
+    d = x.denominator
+    for f in (2, 5):
+        while d % f == 0:
+            d //= f
+    return d == 1
 
 
 def exact(pred_text: str, gold) -> float:
@@ -109,7 +130,7 @@ def choice(pred_text: str, gold) -> float:
 
 def lego_value(text: str) -> int | None:
     """+1 / -1 from "+1", "1", "-1", "c=-1", "− 1"; else None."""
-    s = str(text)[-MAX_LEN:].replace("\u2212", "-").replace(" ", "").strip().rstrip(".")
+    s = str(text)[-MAX_LEN:].translate(_MINUS).replace(" ", "").strip().rstrip(".")
     if "=" in s:
         s = s.rsplit("=", 1)[1]
     if s in ("+1", "1"):

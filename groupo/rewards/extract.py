@@ -26,8 +26,12 @@ TAIL = 20_000
 MAX_BOXED_TRIES = 4
 MODES = ("auto", "tag", "boxed", "hash", "last_number")
 
+# minus signs besides "-": U+2212 minus, U+2013 en dash, U+FE63 small and U+FF0D fullwidth
+# hyphen-minus: models print them, and read without them "<U+2212>5" scored as 5 (a wrong-sign
+# false positive)
+MINUS_SIGNS = "\u2212\u2013\ufe63\uff0d"
 # the minus sign counts only when it is not a binary minus ("5-3" -> "3")
-_NUMBER = re.compile(r"(?:(?<![\w)\]}])-)?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
+_NUMBER = re.compile(r"(?:(?<![\w)\]}])[-" + MINUS_SIGNS + r"])?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
 
 
 def extract_answer(text: str, mode: str = "auto") -> str | None:

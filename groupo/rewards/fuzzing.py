@@ -1,186 +1,538 @@
 """Fuzz campaigns for the answer checkers (docs/reliability.md; ``scripts/fuzz_campaign.py``).
 
-Model output is untrusted input. A campaign feeds ``verify(completion, gold, kind)`` many
-generated hostile or malformed completions and records, per checker kind: inputs tried,
-worst and mean wall time per call, exceptions that escaped (crashes), code executions (a
-canary file that the injection payloads try to create must never appear), false positives
-(near-miss answers that must score 0 but did not), true positives (the gold answer in the
-task's own format must score 1: a checker that always says 0 would otherwise pass), and
-math-verify worker timeouts (each one kills and replaces the worker pool).
+Model output is untrusted input. A campaign feeds ``verify(completion, gold, kind)`` (what
+the ``correct`` reward calls per completion) many generated completions and records, per
+checker kind: inputs tried, worst and mean wall time per call, exceptions that escaped
+(crashes), scores that are not a finite float in [0, 1], code executions (a canary file
+that the injection payloads try to create must never appear), false positives (near-miss
+answers that must score 0 but did not), true positives (the gold answer in the task's own
+format must score 1: a checker that always says 0 would otherwise pass), and math-verify
+worker timeouts and pool restarts (``mathpool.pool_stats()``).
 
-Usable on your own checkers too: ``campaign(kind, n, seed, canary)`` returns the numbers.
+Golds come from the real tasks: ``arithmetic``, ``lego`` and ``countdown`` items from
+``groupo.tasks.generators``, GSM8K-style ``jsonl`` golds (``gsm8k_gold``), IneqMath-style
+choice golds (``"(B) $\\geq$"``) and bound golds (``"$C = \\frac{3}{2}$"``), and MATH-style
+LaTeX golds without delimiters (``2\\sqrt{3}``, ``2^{10}``) for kind ``math``.
+
+The mix, by input index ``i % 20``: 2/20 the gold in a proper format (must score 1),
+6/20 near misses (must score 0), 4/20 code-injection payloads (must score 0 and never
+run), 4/20 bombs (towers, factorials, 10^4-10^5 deep nesting, megabyte answers, NUL
+bytes, odd Unicode, tag floods, LaTeX bombs: any score, but no crash and bounded time),
+2/20 the gold buried in such noise, 2/20 random text over a hostile alphabet.
+Everything is seeded (``random.Random(seed)``): a campaign is reproducible.
+
+``inject_hangs()`` makes a math worker hang (as a computation that math-verify's own
+alarm cannot interrupt would) on the input ``HANG``; ``campaign(..., hang_every=K)``
+puts it in every K-th math input, to show that a hung worker is killed and replaced,
+the completion scores 0, and the kill is counted.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
+import shutil
+import string
+import tempfile
 import time
+from fractions import Fraction
 
 from . import mathpool
 from .verify import verify
 
 KINDS = ("number", "math", "choice", "countdown", "lego", "exact")
+HANG = "\x00groupo-fuzz-hang\x00"   # with inject_hangs(): a math worker hangs on this input
+MINUS = ("-", "\u2212", "\u2013", "\uff0d")  # ASCII, U+2212 minus, en dash, fullwidth hyphen-minus
 
+
+# ------------------------------------------------------------------ hostile inputs
 
 def injections(canary: str) -> list[str]:
+    """Payloads that create ``canary`` if anything ever executes (or shells, or templates) them.
+    Those without digits must score 0; the others (a countdown-shaped one) only must not run."""
     c = canary.replace("\\", "\\\\")
     return [
         f"__import__('os').system('touch {c}')",
         f"open('{c}', 'w').write('pwned')",
         f"exec(\"open('{c}','w').write('x')\")",
+        f"eval(\"__import__('os').system('touch {c}')\")",
         f"eval(compile(\"open('{c}','w')\", 'x', 'exec'))",
         f"(lambda: __import__('pathlib').Path('{c}').touch())()",
+        f"(lambda f: f(f))(lambda f: open('{c}', 'w'))",
+        f"getattr(__builtins__, 'exec')(\"open('{c}','w')\")",
+        f"__builtins__.__dict__['__import__']('os').system('touch {c}')",
+        f"[x for x in ().__class__.__base__.__subclasses__() if x.__name__ == 'catch_warnings'][0]()"
+        f"._module.__builtins__['__import__']('os').system('touch {c}')",
         "().__class__.__base__.__subclasses__()",
+        f"globals()['__builtins__']['open']('{c}', 'w')",
+        f"breakpoint() or open('{c}', 'w')",
         f"${{__import__('os').system('touch {c}')}}$",
+        f"\\boxed{{__import__('os').system('touch {c}')}}",
+        f"$\\text{{__import__('os').system('touch {c}')}}$",
+        f"\\boxed{{\\operatorname{{exec}}(\"open('{c}','w')\")}}",
         f"\\write18{{touch {c}}}",
+        f"\\immediate\\write18{{touch {c}}}",
         f"\\input{{{c}}}",
         f"`touch {c}`",
         f"$(touch {c})",
+        f"; touch {c}",
+        f"&& touch {c} || touch {c}",
         f"{{{{ ''.__class__.__mro__[1].__subclasses__() }}}} {c}",
+        f"{{0.__init__.__globals__[os].system}}('touch {c}')",
+        f"f\"{{__import__('os').system('touch {c}')}}\"",
         f"import os; os.system('touch {c}')",
         f"Symbol('x').__class__.__init__.__globals__['os'].system('touch {c}')",
         f"sympify(\"__import__('os').system('touch {c}')\")",
+        f"S(\"__import__('os').system('touch {c}')\")",
+        f"lambdify(x, \"__import__('os').system('touch {c}')\")(1)",
+        f"Function('exec')(\"open('{c}','w')\")",
+        f"cos\nsystem\n(S'touch {c}'\ntR.",                          # a pickle payload
+        f"!!python/object/apply:os.system ['touch {c}']",             # a YAML payload
+        f"3*5+7 + __import__('os').system('touch {c}')",              # a countdown-shaped one
+        f"x if open('{c}', 'w') else y",
     ]
 
 
-def _bombs(rng: random.Random) -> list[str]:
-    d = rng.choice([10, 100, 1000, 5000])
-    return [
-        "9**9**9**9", "2^2^2^2^2^2^2^2", "10^{10^{10^{10}}}", "(9**9)**(9**9)", "100000!", "factorial(10**6)",
-        "(" * d + "1" + ")" * d, "\\frac{" * d + "1" + "}" * d, "\\left(" * d, "\\sqrt{" * d + "2" + "}" * d,
-        "x^{" * d + "2" + "}" * d, "[" * d, "{" * d + "}" * (d // 2),
-        "9" * rng.choice([4301, 5000, 20000]), "1" * rng.choice([10 ** 5, 10 ** 6]), "a" * 10 ** 6,
-        "<answer>1</answer>" * rng.choice([100, 5000]), "\\boxed{1}" * rng.choice([100, 3000]),
-        "\\boxed{" * d, "#### " * d, "\x00" * 100 + "1", "1\x00", "\u202e1\u202c", "\u200b4\u200b2",
-        "４２", "⁴²", "4\u03012", "\udcff\ud800", "𝟒𝟐", "NaN", "inf", "-inf", "1e999999", "1/0", "0/0",
-        "\\infty", "\\frac{1}{0}", "\\begin{matrix}" * 200, "\\def\\a{\\a}\\a", "\\newcommand{\\x}{\\x\\x}\\x",
-        "".join(chr(rng.randint(0, 0x10FFFF)) for _ in range(200)),
-    ]
+@contextlib.contextmanager
+def canary_dir():
+    """A fresh directory whose path has no digits (removed afterwards); yields the canary path
+    in it. No digits: a payload naming the path must not hold a number that a checker could
+    read as the answer ("... pytest-131/x_0/CANARY" ends with the number 0)."""
+    base = tempfile.gettempdir()
+    if any(c.isdigit() for c in base):
+        base = "/tmp"
+    rng = random.SystemRandom()
+    path = os.path.join(base, "groupo-fuzz-" + "".join(rng.choice(string.ascii_lowercase) for _ in range(12)))
+    os.mkdir(path, 0o700)
+    try:
+        yield os.path.join(path, "CANARY")
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
-def _wrap(rng: random.Random, s: str) -> str:
+def _nest(rng: random.Random) -> int:
+    return rng.choice([10, 100, 1000, 10_000, 30_000, 100_000])
+
+
+# each bomb is built only when drawn (several are megabytes long)
+_BOMBS = [
+    # exponent towers and huge powers
+    lambda r: "9**9**9**9", lambda r: "2^2^2^2^2^2^2^2", lambda r: "10^{10^{10}}", lambda r: "10^{10^{10^{10}}}",
+    lambda r: "(9**9)**(9**9)", lambda r: "9^{9^{9^{9}}}", lambda r: "2**" * r.randint(5, 200) + "2",
+    lambda r: f"{r.randint(2, 9)}^{{{r.randint(10 ** 6, 10 ** 9)}}}", lambda r: "e^{e^{e^{e^{10}}}}",
+    lambda r: "7**123456789", lambda r: "(x+1)^{100000}", lambda r: "x^{10^{8}} - 1",
+    # factorials and friends
+    lambda r: "100000!", lambda r: "(10^{6})!", lambda r: "factorial(10**6)",
+    lambda r: f"{r.randint(10 ** 4, 10 ** 8)}!",
+    lambda r: "\\Gamma(10^{9})", lambda r: "\\binom{10^{9}}{10^{8}}", lambda r: "\\sum_{i=1}^{10^{10}} i",
+    lambda r: "\\int_0^{10^{10}} x^{x} dx", lambda r: "\\prod_{k=1}^{10^{9}} k",
+    # deep nesting (10 to 100,000 levels)
+    lambda r: (lambda d: "(" * d + "1" + ")" * d)(_nest(r)), lambda r: "[" * _nest(r), lambda r: "{" * _nest(r),
+    lambda r: (lambda d: "\\frac{1}{" * d + "2" + "}" * d)(r.choice([100, 1000])),
+    lambda r: (lambda d: "\\frac{" * d + "1" + "}" * d)(_nest(r)), lambda r: "\\left(" * r.choice([1000, 10_000]),
+    lambda r: (lambda d: "\\sqrt{" * d + "2" + "}" * d)(_nest(r)),
+    lambda r: (lambda d: "x^{" * d + "2" + "}" * d)(_nest(r)),
+    lambda r: "\\boxed{" * _nest(r), lambda r: (lambda d: "\\boxed{" * d + "1" + "}" * d)(_nest(r)),
+    lambda r: "-" * _nest(r) + "1", lambda r: "<answer>" * _nest(r), lambda r: "</answer>" * _nest(r),
+    # past Python's 4,300-digit int-string limit, megabyte answers
+    lambda r: "9" * r.choice([4301, 5000, 20_000]), lambda r: "1" + "0" * r.choice([4300, 10_000]),
+    lambda r: "0." + "0" * 5000 + "1", lambda r: "1/" + "9" * 5000, lambda r: "\\frac{" + "9" * 5000 + "}{7}",
+    lambda r: "1" * r.choice([10 ** 5, 10 ** 6]), lambda r: "a" * 10 ** 6, lambda r: " " * 10 ** 6 + "1",
+    lambda r: "\n" * 10 ** 6, lambda r: "1," * 10 ** 5, lambda r: "\\\\" * 10 ** 5,
+    # tag and \boxed floods
+    lambda r: "<answer>1</answer>" * r.choice([100, 5000, 50_000]),
+    lambda r: "\\boxed{1}" * r.choice([100, 3000, 30_000]),
+    lambda r: "#### " * _nest(r), lambda r: "<answer>" + "\\boxed{1}" * 1000 + "</answer>",
+    # NUL bytes and odd Unicode
+    lambda r: "\x00" * 100 + "1", lambda r: "1\x00", lambda r: "<answer>\x001\x00</answer>", lambda r: "\x00" * 10 ** 5,
+    lambda r: "\u202e1\u202c", lambda r: "\u200f42\u200e", lambda r: "\u200b4\u200b2\u200d", lambda r: "\ufeff42",
+    lambda r: "\uff14\uff12", lambda r: "\u0664\u0662", lambda r: "\u096a\u0968", lambda r: "\u2074\u00b2",
+    lambda r: "\U0001d7d2\U0001d7d0", lambda r: "4\u03012\u0308", lambda r: "1" + "\u0301" * 10_000,
+    lambda r: "\udcff\ud800", lambda r: "\\ud800\\udcff", lambda r: "\\uD83D\\uDE00 42", lambda r: "\U0001f600" * 1000,
+    lambda r: "".join(chr(r.randint(0, 0x10FFFF)) for _ in range(200)),
+    # special values
+    lambda r: "NaN", lambda r: "inf", lambda r: "-inf", lambda r: "1e999999", lambda r: "1/0", lambda r: "0/0",
+    lambda r: "\\infty", lambda r: "\\frac{1}{0}", lambda r: "1e308*1e308", lambda r: "-0",
+    # LaTeX oddities
+    lambda r: "\\begin{matrix}" * 200, lambda r: "\\begin{pmatrix}" + "1&" * 5000 + "\\end{pmatrix}",
+    lambda r: "\\def\\a{\\a}\\a", lambda r: "\\newcommand{\\x}{\\x\\x}\\x", lambda r: "\\sqrt[10^{9}]{2}",
+    lambda r: "$" * 10_000, lambda r: "\\left(" * 500 + "1" + "\\right)" * 400, lambda r: "\\underbrace{" * 1000,
+]
+_NASTY = ("0123456789-+*/^().,=<>!{}[]$#%&|\\ \n\t\x00eEjJxXabcdefABCDEF_'\""
+          "\u2212\u2013\uff0d\u00d7\u00f7\u221a\u00b2\u200b\u202e\ufeff\uff11\u0661\u0301\U0001d7d0")
+
+
+def bomb(rng: random.Random) -> str:
+    """One hostile, malformed or oversized string."""
+    return rng.choice(_BOMBS)(rng)
+
+
+def random_text(rng: random.Random) -> str:
+    """Random text over a hostile alphabet (digits, operators, brackets, tags, odd Unicode)."""
+    parts = []
+    for _ in range(rng.randint(1, 8)):
+        if rng.random() < 0.2:
+            parts.append(rng.choice(["<answer>", "</answer>", "\\boxed{", "}", "####", "\\frac{", "$"]))
+        else:
+            parts.append("".join(rng.choice(_NASTY) for _ in range(rng.randint(0, 40))))
+    return "".join(parts)
+
+
+def wrap(rng: random.Random, s: str) -> str:
+    """``s`` in one of the answer formats a completion may use (some malformed)."""
     return rng.choice([s, f"<answer>{s}</answer>", f"\\boxed{{{s}}}", f"#### {s}", f"The answer is {s}.",
-                       f"Let me think.\n{s}\n", f"<answer>{s}", f"{s}</answer>"])
+                       f"Let me think.\n{s}\n", f"<answer>{s}", f"{s}</answer>", f"<answer> {s} </answer>\n"])
+
+
+# ------------------------------------------------------------------ golds, true positives, near misses
+
+def _int_variants(g: int) -> list[int]:
+    """Integers that are not g: +-1, sign, digit orders, x10."""
+    out = {g + 1, g - 1, -g, g * 10, g * 10 + 1}
+    digits = list(str(abs(g)))
+    for _ in range(3):
+        random.Random(g).shuffle(digits)
+        out.add(int("".join(digits)) * (-1 if g < 0 else 1))
+    out.add(int(str(abs(g))[::-1]) * (-1 if g < 0 else 1))
+    out.discard(g)
+    return sorted(out)
+
+
+def _number_case(rng: random.Random):
+    from ..tasks.generators import Arithmetic
+    from ..tasks.jsonl import gsm8k_gold
+
+    src = rng.random()
+    question = ""
+    if src < 0.4:                                         # arithmetic task item
+        item = Arithmetic(levels=(2, 3, 4)).generate(rng, rng.choice([2, 3, 4]))
+        question, gold = item.question, item.answer
+    elif src < 0.7:                                       # GSM8K jsonl gold ("#### 1,234" -> "1234")
+        v = rng.randint(0, 10 ** rng.randint(1, 7))
+        question = f"Natalia sold {rng.randint(2, 99)} clips. How many?"
+        gold = gsm8k_gold(f"She sold <<{v}>> clips.\n#### {v:,}")
+    elif src < 0.85:                                      # negative integers
+        gold = str(-rng.randint(1, 9999))
+    else:                                                 # decimals and fractions
+        a, b = rng.randint(1, 99), rng.choice([2, 4, 5, 8])
+        gold = rng.choice([f"{a}/{b}", str(Fraction(a, b).numerator / Fraction(a, b).denominator)])
+    g = Fraction(gold)
+    text = gold
+    oks = [f"<answer>{text}</answer>", f"\\boxed{{{text}}}", f"#### {text}", f"The answer is {text}.",
+           f"{question}<answer>{text}</answer>", f"<answer>x = {text}</answer>", f"so the total is {text}"]
+    if g.denominator == 1 and abs(g) >= 1000:
+        oks.append(f"<answer>{int(g):,}</answer>")
+    if g < 0:
+        oks.append(f"<answer>\u2212{text[1:]}</answer>")
+    if g.denominator == 1:
+        wrong = [str(v) for v in _int_variants(int(g))]
+    else:
+        wrong = [str(g + 1), str(g - 1), str(-g), str(1 / g) if g != 1 / g else str(g * 2), str(g * 10)]
+    near = [wrap(rng, w) for w in wrong]
+    w = rng.choice(wrong)
+    near += [f"{question}{text}? No. <answer>{w}</answer>",        # gold in the question echo, not the slot
+             f"The question mentions {text}. <answer>{w}</answer>",
+             f"<answer>{w} or {text}</answer>", f"<answer>{text} or {w}</answer>"]  # hedges
+    if g != 0:
+        pos = text.lstrip("-")
+        sign = "" if g < 0 else "-"                       # flip the sign, in many spellings
+        if g > 0:
+            near += [f"<answer>{m}{pos}</answer>" for m in MINUS] + [f"\\boxed{{{m}{pos}}}" for m in MINUS]
+            near += [f"<answer>-({pos})</answer>", f"<answer>negative {pos}</answer>",
+                     f"<answer>-\\left({pos}\\right)</answer>", f"The answer is \u2212{pos}."]
+        else:
+            near += [f"<answer>{sign}{pos}</answer>", f"<answer>+{pos}</answer>"]
+    if g.denominator == 1 and abs(g) > 2:
+        near += [f"<answer>{text}!</answer>", f"<answer>{text}^2</answer>", f"<answer>{text}\u00b2</answer>"]
+    if g > 1 and g.denominator == 1:
+        near += [f"<answer>\\sqrt{{{text}}}</answer>", f"<answer>\u221a{text}</answer>"]
+    return gold, oks, near
+
+
+def _lego_case(rng: random.Random):
+    from ..tasks.generators import Lego
+
+    item = Lego(levels=(2, 3, 4, 5), distractors=rng.choice([0, 1])).generate(rng, rng.choice([2, 3, 4, 5]))
+    gold, var = item.answer, item.question.rsplit("?", 1)[1]
+    bad = "-1" if gold == "+1" else "+1"
+    oks = [f"<answer>{gold}</answer>", f"\\boxed{{{gold}}}", f"<answer>{var}={gold}</answer>",
+           f"{item.question}\n{var} = {gold}", f"#### {gold}", f"<answer>{gold}.</answer>"]
+    oks.append(f"<answer>{var} = \u22121</answer>" if gold == "-1" else "<answer>1</answer>")
+    near = [wrap(rng, bad), f"<answer>{var}={bad}</answer>", f"{var} = {bad}",
+            f"{item.question}\n<answer>{bad}</answer>",
+            "<answer>0</answer>", f"<answer>{bad} or {gold}</answer>", f"<answer>{gold}{gold}</answer>",
+            f"<answer>{gold} {gold}</answer>", "<answer>2</answer>", "<answer>11</answer>"]
+    if gold == "+1":                                      # off by sign, in Unicode spellings
+        near += [f"<answer>{m}1</answer>" for m in MINUS] + [f"{var} = {m}1" for m in MINUS]
+    return gold, oks, near
+
+
+def _choice_case(rng: random.Random):
+    letter = rng.choice("ABCDEF")
+    rel = {"A": "$\\leq$", "B": "$\\geq$", "C": "$=$", "D": "$<$", "E": "$>$", "F": "$\\neq$"}
+    gold = rng.choice([letter, f"({letter})", f"({letter}) {rel[letter]}"])   # plain, IneqMath relation golds
+    others = [c for c in "ABCDEF" if c != letter]
+    o = rng.choice(others)
+    options = " ".join(f"({c}) {rel[c]}" for c in "ABCDEF")
+    oks = [f"<answer>{letter}</answer>", f"<answer>({letter})</answer>", f"\\boxed{{{letter}}}",
+           f"The answer is ({letter}).",
+           f"<answer>\\text{{{letter}}}</answer>", f"<answer>{letter.lower()}</answer>",
+           f"Options: {options}\n<answer>{letter}</answer>", f"answer: {letter}"]
+    near = [wrap(rng, x) for x in others] + [f"<answer>({o})</answer>", f"\\boxed{{\\text{{{o}}}}}",
+                                             f"Options: {options}\n<answer>{o}</answer>",   # gold letter in the echo
+                                             f"<answer>{letter}{letter}</answer>", "<answer>G</answer>",
+                                             f"<answer>({o}) {rel[letter]}</answer>"]
+    return gold, oks, near
+
+
+def _countdown_value(expr: str):
+    """Our own reference value of a generated (trusted, digits-and-operators) expression."""
+    try:
+        return eval(expr.replace("\u00d7", "*"), {"__builtins__": {}})  # noqa: S307 - our own string
+    except ZeroDivisionError:
+        return None
+
+
+def _countdown_case(rng: random.Random):
+    from ..tasks.generators import Countdown
+
+    item = Countdown(levels=(3, 4), max_number=rng.choice([20, 50])).generate(rng, rng.choice([3, 4]))
+    gold, sol = item.answer, item.meta["solution"]
+    target, nums = int(gold.split("|")[0]), [int(n) for n in gold.split("|")[1].split(",")]
+    n = rng.choice(nums)
+    extra = rng.choice([k for k in (0, 1, 2, 97) if k not in nums] or [97])
+    oks = [f"<answer>{sol}</answer>", f"<answer>{sol} = {target}</answer>", f"Let me try.\n{sol}",
+           f"\\boxed{{{sol}}}", f"<answer>({sol})</answer>", f"<answer>{sol.replace('*', chr(215))}</answer>"]
+    near = [f"<answer>({sol}) + {extra}</answer>" if extra else f"<answer>({sol}) + 0</answer>",   # a number not given
+            f"<answer>({sol}) * 1</answer>" if 1 not in nums else f"<answer>({sol}) * 97 / 97</answer>",
+            f"<answer>{sol} + {n} - {n}</answer>",                 # reuses a number (value unchanged)
+            f"<answer>{' + '.join(map(str, nums[:-1]))}</answer>",  # leaves one out
+            f"<answer>{target}</answer>", f"<answer>{target} = {target}</answer>",
+            f"<answer>{sol.replace('*', '**', 1)}</answer>" if "*" in sol else f"<answer>{nums[0]}**{nums[1]}</answer>",
+            f"<answer>{sol.replace('/', '//', 1)}</answer>" if "/" in sol else f"<answer>{nums[0]}//{nums[1]}</answer>",
+            f"<answer>{sol.replace(str(n), f'{n}.0', 1)}</answer>",
+            item.question]                                           # the question echo as the last line
+    for a, b in (("+", "-"), ("-", "+"), ("*", "+"), ("+", "*"), ("/", "*"), ("*", "/")):
+        if a in sol:
+            alt = sol.replace(a, b, 1)
+            v = _countdown_value(alt)
+            if v is not None and abs(v - target) > 1e-3:        # wrong value with the right numbers
+                near.append(f"<answer>{alt}</answer>")
+    return gold, oks, near
+
+
+def _math_case(rng: random.Random):
+    shape = rng.randrange(6)
+    a, b = rng.randint(1, 40), rng.randint(2, 41)
+    if math.gcd(a, b) != 1:
+        a, b = 3, 7
+    if shape == 0:                                        # fraction
+        gold, wrong = f"\\frac{{{a}}}{{{b}}}", [f"\\frac{{{a + 1}}}{{{b}}}", f"-\\frac{{{a}}}{{{b}}}",
+                                               f"\\frac{{{b}}}{{{a}}}", str(a), f"\\frac{{{a * a}}}{{{b * b}}}"]
+        oks = [f"\\boxed{{{a}/{b}}}", f"\\boxed{{\\dfrac{{{a}}}{{{b}}}}}"]
+        lead = None
+    elif shape == 1:                                      # negative fraction
+        gold = f"-\\frac{{{a}}}{{{b}}}"
+        wrong = [f"\\frac{{{a}}}{{{b}}}", f"-\\frac{{{a + 1}}}{{{b}}}", f"-\\frac{{{b}}}{{{a}}}"]
+        oks = [f"\\boxed{{-{a}/{b}}}", f"<answer>\u2212\\frac{{{a}}}{{{b}}}</answer>"]
+        lead = None
+    elif shape == 2:                                      # integer
+        n = rng.randint(-500, 5000)
+        gold, wrong = str(n), [str(v) for v in _int_variants(n)]
+        oks = [f"\\boxed{{{n}}}", f"<answer>{n}</answer>"]
+        lead = None
+    elif shape == 3:                                      # k sqrt(m), MATH style, no delimiters
+        k, m = rng.randint(2, 9), rng.choice([2, 3, 5, 6, 7])
+        gold, wrong = f"{k}\\sqrt{{{m}}}", [f"{k + 1}\\sqrt{{{m}}}", f"-{k}\\sqrt{{{m}}}", f"{k}\\sqrt{{{m + 1}}}"]
+        oks = [f"\\boxed{{\\sqrt{{{k * k * m}}}}}"]
+        lead = str(k)                                     # the leading number a bare parse of the gold reads
+    elif shape == 4:                                      # p^{q}, no delimiters
+        p, q = rng.randint(2, 9), rng.randint(2, 9)
+        gold = f"{p}^{{{q}}}"
+        wrong = [f"{p}^{{{q + 1}}}", str(p ** q + 1), f"-{p}^{{{q}}}", f"{q}^{{{p}}}" if p != q else "1"]
+        wrong = [w for w in wrong if w not in (f"{q}^{{{p}}}",) or q ** p != p ** q]
+        oks = [f"\\boxed{{{p ** q}}}"]
+        lead = str(p)
+    else:                                                 # IneqMath bound gold
+        gold = f"$C = \\frac{{{a}}}{{{b}}}$"
+        wrong = [f"\\frac{{{a + 1}}}{{{b}}}", f"-\\frac{{{a}}}{{{b}}}", f"\\frac{{{b}}}{{{a}}}"]
+        oks = [f"The answer is $C = \\frac{{{a}}}{{{b}}}$.", f"\\boxed{{\\frac{{{a}}}{{{b}}}}}"]
+        lead = None
+    plain = gold.strip("$")
+    oks += [f"The answer is $\\boxed{{{plain}}}$.", f"<answer>${plain}$</answer>", f"Therefore ${plain}$."]
+    w = rng.choice(wrong)
+    near = [f"\\boxed{{{x}}}" for x in wrong] + [f"<answer>${x}$</answer>" for x in wrong]
+    near += [f"Is it ${plain}$? No. \\boxed{{{w}}}", f"${plain}$ is wrong; the answer is ${w}$",
+             f"<answer>${w}$</answer> (not ${plain}$)"]
+    if lead is not None:
+        near += [f"\\boxed{{{lead}}}", f"<answer>{lead}</answer>"]
+    if plain != "0" and (plain[0].isdigit() or plain.startswith("\\frac")):
+        near += [f"<answer>\u2212{plain}</answer>", f"\\boxed{{\u2212{plain}}}"]
+    return gold, oks, near
+
+
+def _exact_case(rng: random.Random):
+    word = rng.choice(["Paris", "New York", "ans42", "x^2+1", "caf\u00e9", "O(n log n)", "yes", "Blue Whale"])
+    gold = f"{word} {rng.randint(1, 99)}" if rng.random() < 0.5 else word
+    oks = [f"<answer>{gold}</answer>", f"\\boxed{{{gold}}}", f"#### {gold}",
+           f"<answer>  {gold.replace(' ', '  ')} </answer>", gold]
+    near = [f"<answer>{gold.lower() if gold != gold.lower() else gold.upper()}</answer>", f"<answer>{gold}x</answer>",
+            f"<answer>x{gold}</answer>",
+            f"<answer>{gold[::-1]}</answer>" if gold != gold[::-1] else "<answer>?</answer>",
+            f"<answer>{gold[:1]}\u200b{gold[1:]}</answer>", f"<answer>{gold.replace('a', chr(0x430))}</answer>"
+            if "a" in gold else f"<answer>{gold}.</answer>", f"{gold}? no.\n<answer>{gold}!</answer>"]
+    if gold[-1].isdigit():
+        head = gold.rstrip("0123456789")
+        head, num = gold.rsplit(" ", 1) if " " in gold else (head, gold[len(head):])
+        sep = " " if " " in gold else ""
+        near.append(f"<answer>{head}{sep}{int(num) + 1}</answer>")
+    return gold, oks, near
+
+
+_CASES = {"number": _number_case, "lego": _lego_case, "choice": _choice_case, "countdown": _countdown_case,
+          "math": _math_case, "exact": _exact_case}
 
 
 def gold_and_near(kind: str, rng: random.Random) -> tuple[object, str, list[str]]:
-    """(gold, a correct completion, near misses that must score 0)."""
-    if kind in ("number", "exact"):
-        g = rng.randint(-999, 99999)
-        near = [str(g + 1), str(g - 1), str(g * 10 + 1), f"{g}.5", f"{g + 1}/1"]
-        if g != 0:
-            near.append(str(-g))
-        if str(abs(g))[::-1] != str(abs(g)):
-            near.append(("-" if g < 0 else "") + str(abs(g))[::-1])
-        near = [_wrap(rng, n) for n in near] + [f"The question mentions {g}. <answer>{g + 7}</answer>"]
-        if kind == "exact":
-            g = f"ans{g}"
-            near = [f"<answer>ans{int(g[3:]) + 1}</answer>", f"<answer>{g}x</answer>", f"<answer>x{g}</answer>"]
-        return g, f"<answer>{g}</answer>", near
-    if kind == "lego":
-        g = rng.choice(["+1", "-1"])
-        bad = "-1" if g == "+1" else "+1"
-        return g, f"<answer>{g}</answer>", [_wrap(rng, bad), f"<answer>0</answer>", f"<answer>{g}{g}</answer>"]
-    if kind == "choice":
-        g = rng.choice("ABCDEF")
-        others = [c for c in "ABCDEF" if c != g]
-        return g, f"<answer>{g}</answer>", [_wrap(rng, o) for o in others] + [f"<answer>({rng.choice(others)})</answer>"]
-    if kind == "countdown":
-        nums = [rng.randint(1, 30) for _ in range(3)]
-        target = nums[0] + nums[1] * nums[2]
-        gold = f"{target}|{','.join(map(str, nums))}"
-        ok = f"<answer>{nums[0]} + {nums[1]} * {nums[2]}</answer>"
-        near = [f"<answer>{nums[0]} + {nums[1]} * {nums[2]} + 1</answer>",            # uses a number not given
-                f"<answer>{nums[0]} + {nums[1]} * {nums[2]} - {nums[0]} + {nums[0]}</answer>",   # reuses a number
-                f"<answer>{nums[0]} * {nums[1]} + {nums[2]}</answer>" if nums[0] * nums[1] + nums[2] != target
-                else f"<answer>{nums[0]} - {nums[1]} * {nums[2]}</answer>",
-                f"<answer>{nums[1]} * {nums[2]}</answer>",                             # leaves a number out
-                f"<answer>{target}</answer>", f"<answer>{nums[0]} + {nums[1]} ** {nums[2]}</answer>"]
-        near = [n for n in near if not _countdown_hits(n, target, nums)]
-        return gold, ok, near
-    if kind == "math":
-        a, b = rng.randint(1, 50), rng.randint(2, 60)
-        if math.gcd(a, b) != 1 or b == 1:
-            a, b = 3, 7
-        g = f"\\frac{{{a}}}{{{b}}}"
-        near = [f"\\boxed{{\\frac{{{a + 1}}}{{{b}}}}}", f"\\boxed{{-\\frac{{{a}}}{{{b}}}}}",
-                f"\\boxed{{\\frac{{{b}}}{{{a}}}}}" if a != b else "\\boxed{0}", f"\\boxed{{{a}}}"]
-        return g, f"The answer is $\\boxed{{\\frac{{{a}}}{{{b}}}}}$.", near
-    raise ValueError(kind)
+    """(gold, one correct completion, near misses that must score 0)."""
+    gold, oks, near = _CASES[kind](rng)
+    return gold, rng.choice(oks), near
 
 
-def _countdown_hits(text: str, target: int, nums: list[int]) -> bool:
-    """Whether a generated 'near miss' happens to be a valid solution after all."""
-    from .checkers import countdown
-
-    return countdown(text.replace("<answer>", "").replace("</answer>", ""), f"{target}|{','.join(map(str, nums))}") > 0
+def cases(kind: str, rng: random.Random) -> tuple[object, list[str], list[str]]:
+    """(gold, every correct completion of the case, its near misses)."""
+    return _CASES[kind](rng)
 
 
-def inputs(kind: str, n: int, seed: int, canary: str):
-    """Yield (completion, gold, expected) with expected 1 (true positive), 0 (near miss or
-    hostile), or None (hostile: must not crash, any score accepted for non-answers)."""
-    rng = random.Random(seed)
+def inputs(kind: str, n: int, seed: int, canary: str, hang_every: int = 0):
+    """Yield ``(completion, gold, expected, category)``: expected 1 (true positive), 0 (near
+    miss, injection or injected hang: must score 0) or None (hostile: any score in [0, 1])."""
+    rng = random.Random(f"{kind}-{seed}")
     inj = injections(canary)
     for i in range(n):
         gold, ok, near = gold_and_near(kind, rng)
-        r = i % 10
-        if r == 0:
-            yield ok, gold, 1
-        elif r in (1, 2, 3):
-            yield rng.choice(near), gold, 0
-        elif r in (4, 5):
-            yield _wrap(rng, rng.choice(inj)), gold, 0
-        elif r in (6, 7):
-            yield _wrap(rng, rng.choice(_bombs(rng))), gold, None
-        else:                                   # the correct answer buried in hostile noise: no crash
-            junk = rng.choice(_bombs(rng) + inj)
-            yield rng.choice([junk + ok, ok + junk, junk[:1000] + ok + junk[:1000]]), gold, None
+        if hang_every and kind == "math" and i % hang_every == hang_every - 1:
+            yield HANG, gold, 0, "hang"
+            continue
+        r = i % 20
+        if r < 2:
+            yield ok, gold, 1, "gold"
+        elif r < 8:
+            yield rng.choice(near), gold, 0, "near"
+        elif r < 12:
+            payload = rng.choice(inj)
+            yield wrap(rng, payload), gold, None if any(c.isdigit() for c in payload) else 0, "injection"
+        elif r < 16:
+            yield wrap(rng, bomb(rng)), gold, None, "bomb"
+        elif r < 18:                                    # the gold buried in noise: no crash, bounded time
+            junk = rng.choice([bomb(rng), rng.choice(inj)])
+            yield rng.choice([junk + ok, ok + junk, junk[:1000] + ok + junk[:1000]]), gold, None, "buried"
+        else:
+            yield random_text(rng), gold, None, "random"
 
 
-def campaign(kind: str, n: int, seed: int, canary: str, timeout: float = 5.0) -> dict:
-    """Run ``n`` inputs through ``verify`` for ``kind``; return the table row."""
-    import os
+# ------------------------------------------------------------------ hang injection
 
-    stats = {"kind": kind, "inputs": 0, "worst_s": 0.0, "total_s": 0.0, "crashes": 0, "executions": 0,
-             "false_positives": 0, "true_positives": 0, "positives_expected": 0, "timeouts": 0,
-             "out_of_range": 0, "examples": []}
-    t_before = mathpool.timeouts
-    for completion, gold, expected in inputs(kind, n, seed, canary):
-        t0 = time.perf_counter()
-        try:
-            score = verify(completion, gold, kind, timeout=timeout)
-        except Exception as e:  # noqa: BLE001 - counting escapes is the point
-            stats["crashes"] += 1
-            stats["examples"].append(f"crash {type(e).__name__}: {completion[:80]!r}")
-            score = 0.0
-        dt = time.perf_counter() - t0
-        stats["inputs"] += 1
-        stats["total_s"] += dt
-        stats["worst_s"] = max(stats["worst_s"], dt)
-        if not (isinstance(score, float) and 0.0 <= score <= 1.0 and math.isfinite(score)):
-            stats["out_of_range"] += 1
-        if expected == 1:
-            stats["positives_expected"] += 1
-            stats["true_positives"] += int(score == 1.0)
-        elif expected == 0 and score > 0:
-            stats["false_positives"] += 1
-            if len(stats["examples"]) < 5:
-                stats["examples"].append(f"false positive {score}: {completion[:80]!r} vs {gold!r}")
-        if os.path.exists(canary):
-            stats["executions"] += 1
-            os.unlink(canary)
-    stats["timeouts"] = mathpool.timeouts - t_before
+_REAL_WORK = mathpool._work
+
+
+def _hanging_work(job, pred, gold, inner):
+    """A math worker that hangs on ``HANG`` like an uninterruptible computation."""
+    if pred == HANG:
+        if mathpool._worker_queue is not None:
+            mathpool._worker_queue.put(job)
+        while True:
+            time.sleep(3600)
+    return _REAL_WORK(job, pred, gold, inner)
+
+
+@contextlib.contextmanager
+def inject_hangs():
+    """Within: math workers (a fresh pool, forked after the patch) hang on ``HANG``."""
+    mathpool.shutdown()
+    mathpool._work = _hanging_work
+    try:
+        yield
+    finally:
+        mathpool.shutdown()
+        mathpool._work = _REAL_WORK
+
+
+# ------------------------------------------------------------------ campaign
+
+def campaign(kind: str, n: int, seed: int, canary: str, timeout: float = 5.0, hang_every: int = 0) -> dict:
+    """Run ``n`` inputs through ``verify`` for ``kind``; return the table row. ``canary``: a
+    path with no digits that no file occupies (``canary_dir()``)."""
+    if any(c.isdigit() for c in canary) or os.path.exists(canary):
+        raise ValueError(f"canary {canary!r}: needs a path without digits and without a file (see canary_dir)")
+    stats = {"kind": kind + (" (injected hangs)" if hang_every and kind == "math" else ""), "inputs": 0,
+             "worst_s": 0.0, "total_s": 0.0, "crashes": 0, "executions": 0, "near_misses": 0,
+             "false_positives": 0, "true_positives": 0, "positives_expected": 0, "hangs_injected": 0,
+             "hangs_scored_0": 0, "out_of_range": 0, "by_category": {}, "examples": []}
+    before = mathpool.pool_stats()
+    ctx = inject_hangs() if hang_every and kind == "math" else contextlib.nullcontext()
+    with ctx:
+        for completion, gold, expected, cat in inputs(kind, n, seed, canary, hang_every):
+            t0 = time.perf_counter()
+            try:
+                score = verify(completion, gold, kind, timeout=timeout)
+            except Exception as e:  # noqa: BLE001 - counting escapes is the point
+                stats["crashes"] += 1
+                stats["examples"].append(f"crash {type(e).__name__}: {completion[:80]!r}")
+                score = 0.0
+            dt = time.perf_counter() - t0
+            stats["inputs"] += 1
+            stats["total_s"] += dt
+            stats["worst_s"] = max(stats["worst_s"], dt)
+            worst = stats["by_category"].setdefault(cat, [0, 0.0])
+            worst[0] += 1
+            worst[1] = max(worst[1], dt)
+            if not (type(score) is float and math.isfinite(score) and 0.0 <= score <= 1.0):
+                stats["out_of_range"] += 1
+                stats["examples"].append(f"bad score {score!r}: {completion[:80]!r}")
+            elif expected == 1:
+                stats["positives_expected"] += 1
+                stats["true_positives"] += int(score == 1.0)
+                if score != 1.0 and len(stats["examples"]) < 10:
+                    stats["examples"].append(f"missed true positive {score}: {completion[:80]!r} vs {gold!r}")
+            elif expected == 0:
+                if cat == "hang":
+                    stats["hangs_injected"] += 1
+                    stats["hangs_scored_0"] += int(score == 0.0)
+                elif cat == "near":
+                    stats["near_misses"] += 1
+                if score > 0:
+                    stats["false_positives"] += 1
+                    if len(stats["examples"]) < 10:
+                        stats["examples"].append(f"false positive {score} ({cat}): {completion[:80]!r} vs {gold!r}")
+            if os.path.exists(canary):
+                stats["executions"] += 1
+                stats["examples"].append(f"executed: {completion[:80]!r}")
+                os.unlink(canary)
+    after = mathpool.pool_stats()
+    stats["timeouts"] = after["timeouts"] - before["timeouts"]
+    stats["pool_restarts"] = after["pool_restarts"] - before["pool_restarts"]
     stats["mean_s"] = stats["total_s"] / max(1, stats["inputs"])
     return stats
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ("| checker | inputs | worst time / call (s) | mean time / call (ms) | crashes | code executions "
-            "| false positives (near misses) | true positives | math-verify timeouts (pool killed) |\n"
-            "|---|---|---|---|---|---|---|---|---|")
+    head = ("| checker | inputs | worst time / call (s) | mean time / call (ms) | crashes | bad scores "
+            "| code executions | false positives / near misses | true positives "
+            "| math timeouts (worker killed) | pool restarts |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|")
     body = [f"| {r['kind']} | {r['inputs']} | {r['worst_s']:.3f} | {1000 * r['mean_s']:.2f} | {r['crashes']} "
-            f"| {r['executions']} | {r['false_positives']} | {r['true_positives']}/{r['positives_expected']} "
-            f"| {r['timeouts']} |" for r in rows]
+            f"| {r['out_of_range']} | {r['executions']} | {r['false_positives']} / {r['near_misses']} "
+            f"| {r['true_positives']}/{r['positives_expected']} | {r['timeouts']}"
+            + (f" ({r['hangs_injected']} hangs injected, {r['hangs_scored_0']} scored 0)"
+               if r['hangs_injected'] else "")
+            + f" | {r['pool_restarts']} |" for r in rows]
     return "\n".join([head, *body])
 
 
+def failures(row: dict) -> int:
+    """Crashes, bad scores, executions, false positives, missed true positives, unkilled hangs."""
+    return (row["crashes"] + row["out_of_range"] + row["executions"] + row["false_positives"]
+            + row["positives_expected"] - row["true_positives"] + row["hangs_injected"] - row["hangs_scored_0"]
+            + max(0, row["hangs_injected"] - row["timeouts"]))

@@ -12,12 +12,17 @@ they cannot interrupt a long C-level computation, and ``parse`` calls
   that it started it. On overrun the pool is killed and recreated, the item scores
   0 and the module counter ``timeouts`` is incremented; items not yet finished are
   resubmitted to the new pool (after a worker crash, an item that was running during
-  two crashes scores 0). math-verify's own timeouts are set to
-  ``max(1, int(timeout / 3))`` s so that ordinary slow inputs return False inside the
-  worker without a pool restart;
+  two crashes scores 0). ``pool_restarts`` counts every kill-and-recreate (timeout,
+  crash or wedged pool); ``pool_stats()`` returns both counters. math-verify's own
+  timeouts are set to ``max(1, int(timeout / 3))`` s so that ordinary slow inputs
+  return False inside the worker without a pool restart. Each worker imports
+  math_verify when it starts, so the import (about 1 s) is not charged to an item;
 * ``<answer>`` tags are stripped first (``parse`` returns [] for ``<answer>3</answer>``,
   TASKS.md §2): the content of the last closed tag is parsed if there is one, else
-  the completion with the tags blanked; only the last 20,000 characters are read.
+  the completion with the tags blanked; only the last 20,000 characters are read;
+  Unicode minus signs (U+2212, en dash, small/fullwidth hyphen-minus) become ``-``;
+* a gold without ``$``, ``\\[``, ``\\(`` or ``\\boxed`` is parsed as ``$gold$`` first (bare,
+  math-verify reads ``2\\sqrt{3}`` as 2), then bare if that finds nothing.
 
 Deviation from open-r1/TRL ``accuracy_reward``: an unparseable gold scores 0.0 (a
 float, as ``groupo.verify`` promises), not None.
@@ -34,9 +39,10 @@ import sys
 import threading
 import time
 
-from .extract import TAIL
+from .extract import MINUS_SIGNS, TAIL
 
 timeouts = 0          # items that overran the wall-clock budget (pool killed each time)
+pool_restarts = 0     # pools killed and recreated (after a timeout, a worker crash or a wedged pool)
 MAX_RESTARTS = 4      # per call; beyond that, every unfinished item scores 0
 STALL_GRACE = 30.0    # s without any worker starting or finishing an item: restart the pool
 
@@ -45,6 +51,12 @@ _started = None       # SimpleQueue on which workers post the job id they start
 _job_ids = itertools.count()
 _worker_queue = None  # (in a worker) the queue above
 _lock = threading.Lock()  # one batch at a time: a timeout kills the shared pool
+
+
+def pool_stats() -> dict[str, int]:
+    """Counters since import: ``timeouts`` (items scored 0 for overrunning the budget) and
+    ``pool_restarts`` (worker pools killed and replaced, for any reason)."""
+    return {"timeouts": timeouts, "pool_restarts": pool_restarts}
 
 
 def _workers() -> int:
@@ -62,16 +74,28 @@ def _init_worker(queue) -> None:
 
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs whole inputs on timeout
     logging.getLogger("latex2sympy2_extended").setLevel(logging.CRITICAL)
+    try:  # import here, not in the first item: its cost (~1 s, more on a busy machine) is not charged
+        import math_verify  # noqa: F401  to an item's budget (with timeout ~1 s every cold item timed out)
+    except BaseException:  # noqa: BLE001 - then _work fails the same way and scores 0
+        pass
+
+
+_MINUS = str.maketrans(MINUS_SIGNS, "-" * len(MINUS_SIGNS))
 
 
 def prepare(pred: str) -> str:
-    """Strip ``<answer>`` tags (keep the last tag's content if closed) and bound length."""
-    pred = str(pred)[-TAIL:]
+    """Strip ``<answer>`` tags (keep the last tag's content if closed), bound length, and
+    write Unicode minus signs as ``-`` (math-verify drops them: U+2212 then ``\\frac{3}{7}``
+    scored as 3/7)."""
+    pred = str(pred)[-TAIL:].translate(_MINUS)
     end = pred.rfind("</answer>")
     start = pred.rfind("<answer>", 0, end) if end >= 0 else -1
     if start >= 0:
         return pred[start + len("<answer>"):end].strip()
     return pred.replace("<answer>", " ").replace("</answer>", " ")
+
+
+_DELIMITERS = ("$", "\\[", "\\(", "\\boxed")
 
 
 def _work(job: int, pred: str, gold: str, inner: int) -> float:
@@ -81,9 +105,12 @@ def _work(job: int, pred: str, gold: str, inner: int) -> float:
     from math_verify import parse, verify
 
     try:
-        g = parse(gold, parsing_timeout=inner)
-        if not g and "$" not in gold:
-            g = parse(f"${gold}$", parsing_timeout=inner)
+        # a gold without math delimiters is parsed as $gold$ first: parsed bare, math-verify
+        # reads only a leading number ("2\\sqrt{3}" -> 2, "2^{10}" -> 2, "(1, 2)" -> 2), which
+        # scored the wrong "\\boxed{2}" 1 and the right answer 0
+        g = [] if any(d in gold for d in _DELIMITERS) else parse(f"${gold}$", parsing_timeout=inner)
+        if not g:
+            g = parse(gold, parsing_timeout=inner)
         if not g:
             return 0.0
         p = parse(pred, parsing_timeout=inner)
@@ -144,7 +171,7 @@ def math_equal_many(preds: list[str], golds: list[str], timeout: float = 5.0) ->
 
 
 def _score(preds: list[str], golds: list[str], timeout: float) -> list[float]:
-    global timeouts
+    global timeouts, pool_restarts
     inner = max(1, int(timeout / 3))
     scores = [0.0] * len(preds)
     todo = list(range(len(preds)))
@@ -164,10 +191,11 @@ def _score(preds: list[str], golds: list[str], timeout: float) -> list[float]:
         except Exception:  # noqa: BLE001 - a broken pool: recreate it
             shutdown()
             restarts += 1
+            pool_restarts += 1
             continue
         running: dict[int, float] = {}  # started, not finished: job id -> start time
         started: set[int] = set()
-        broken = False
+        broken = stuck = False
         last_event = time.monotonic()
         while pending:
             finished = []
@@ -198,19 +226,21 @@ def _score(preds: list[str], golds: list[str], timeout: float) -> list[float]:
                 running.pop(job, None)
             if broken:
                 break
-            stuck = [job for job, t0 in running.items() if now - t0 > timeout]
-            if stuck:
-                timeouts += len(stuck)
-                for job in stuck:
+            overran = [job for job, t0 in running.items() if now - t0 > timeout]
+            if overran:
+                timeouts += len(overran)
+                for job in overran:
                     scores[pending.pop(job)[1]] = 0.0
+                stuck = True
                 break
             if now - last_event > timeout + STALL_GRACE:  # workers that never start (a wedged pool)
                 break
-        if not pending:
+        if not pending and not stuck:  # a stuck worker is killed even when its item was the last one
             break
         # a stuck or crashed worker: kill the pool and resubmit the unfinished items
         shutdown()
         restarts += 1
+        pool_restarts += 1
         if broken:  # an item that was running in two crashes scores 0 (it likely caused them)
             for job in started & set(pending):
                 i = pending[job][1]
