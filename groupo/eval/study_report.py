@@ -109,7 +109,8 @@ def summary_markdown(summary: dict, title: str, note: str = "") -> str:
                 "-" if s["wall_s"] is None else f"{s['wall_s'] / 60:.1f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Intervals: 95% percentile bootstrap over seeds (coarse with 3 seeds: never wider than "
-              "the range of the seeds' values). Accuracy: greedy, one sample per held-out item."]
+              "the range of the seeds' values). Accuracy: mean correctness over each held-out item's "
+              "evaluation samples (greedy when eval.samples=1), averaged over items."]
     return "\n".join(lines) + "\n"
 
 
