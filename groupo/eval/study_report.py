@@ -195,7 +195,8 @@ def _plot_update_magnitude(runs_by_label: dict, out: Path) -> Path | None:
                [np.nan if v is None else v for v in m], width, color=COLORS[i % 10], label=lab)
     ax.set_xticks(np.arange(len(groups)), groups)
     ax.set(title="Update magnitude per difficulty: mean |advantage x row weight| of trained rows",
-           xlabel="training group", ylabel="mean |A| (per row)")
+           xlabel="training group", ylabel="mean |A| per row (log scale)")
+    ax.set_yscale("log")        # methods differ by orders of magnitude (MC-GRPO's MAD scale)
     ax.legend(fontsize=7, ncol=3)
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, out)
