@@ -32,7 +32,7 @@ CASES = {
 def overrides(model_dir: Path, reward: Path, case: str) -> list[str]:
     return [f"model.path={model_dir}", "model.tiny=false", "model.threads=1", "generation.group_size=4",
             "generation.prompts_per_step=6", "generation.max_new_tokens=5", "generation.temperature=1.5",
-            "generation.seed_per_prompt=true", "train.steps=2", "train.lr=1e-3", "train.micro_batches=2",
+            "generation.seed_per_prompt=true", "train.steps=2", "train.lr=2e-4", "train.micro_batches=2",
             "warmstart.steps=0", "eval.before=false", "eval.after=false", "log.tensorboard=false",
             "checkpoint.every=0", "sampler.name=prompt_gdro", "sampler.pool_size=4",
             f"rewards=[{{name: correct, weight: 1.0}}, {{name: python, path: {reward}, weight: 0.5}}]",
