@@ -152,7 +152,11 @@ class R3Replay:
             trunc[row] = bool(t["truncated"])
             texts[row] = t["text"]
             replayed[row] = True
-        return type(roll)(roll.prompt_ids, roll.prompt_mask, ids, mask, trunc, roll.group, texts), replayed
+        slp = roll.sampler_logp
+        if slp is not None:     # replayed rows were not sampled now: NaN = no importance correction
+            slp = torch.nn.functional.pad(slp, (0, width - slp.shape[1]))
+            slp[replayed] = float("nan")
+        return type(roll)(roll.prompt_ids, roll.prompt_mask, ids, mask, trunc, roll.group, texts, slp), replayed
 
     def record(self, roll, correct: torch.Tensor, items, replayed: torch.Tensor, state, step: int) -> None:
         """After a step: buffer this step's fresh trajectories and count failures per question."""

@@ -212,3 +212,19 @@ def test_r3_loop_replays_and_resumes_exactly(tiny_dir, tmp_path):
     wa = load_file(tmp_path / "a/checkpoints/step_4/model.safetensors")
     wb = load_file(tmp_path / "b/checkpoints/step_4/model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_replayed_rows_carry_no_importance_correction():
+    """With the vLLM backend's sampler log-probs, replayed rows get NaN there (weight 1 in TIS)."""
+    from groupo.rollout.vllm_backend import truncated_is_weights
+
+    r3 = R3Replay()
+    st = r3.init_state()
+    st["buf"]["q"] = {"pos": [{"ids": [7, 8, 9], "text": "ok", "truncated": False, "step": 1}], "neg": []}
+    roll = _roll([0, 0], [[5], [6]], ["a", "b"])
+    roll.sampler_logp = torch.tensor([[-1.0], [-2.0]])
+    new, rep = r3.restore(roll, torch.zeros(2), [Item("q", "1")], st, PAD)
+    assert rep.tolist() == [False, True] and new.sampler_logp.shape == (2, 3)
+    assert torch.isnan(new.sampler_logp[1]).all() and new.sampler_logp[0, 0] == -1.0
+    w = truncated_is_weights(torch.full((2, 3), -1.5), new.sampler_logp, new.completion_mask, cap=2.0)
+    assert w[1].tolist() == [1.0, 1.0, 1.0] and w[0, 0].item() == pytest.approx(math.exp(-0.5))

@@ -76,6 +76,7 @@ def truncated_is_weights(logp_old: torch.Tensor, logp_sampler: torch.Tensor, mas
     with torch.no_grad():
         diff = logp_old.float() - logp_sampler.float().to(logp_old.device)        # [N, T]
         ratio = torch.exp(diff.clamp(max=math.log(cap)))                           # min(exp(diff), cap), no overflow
+        ratio = torch.nan_to_num(ratio, nan=1.0)     # NaN sampler log-prob (an R³-replayed row): no correction
         return torch.where(mask.to(ratio.device).bool(), ratio, torch.zeros_like(ratio))
 
 
