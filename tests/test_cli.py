@@ -125,7 +125,7 @@ def test_ctrl_c_saves_last_finished_step_and_resume_completes(recipe, tmp_path):
     import time
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "groupo", "train", str(recipe), "--out", str(out), "train.steps=200",
+    cmd = [sys.executable, "-m", "groupo", "train", str(recipe), "--out", str(out), "train.steps=100000",
            "checkpoint.every=0", "eval.before=false", "eval.after=false"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     metrics = out / "metrics.jsonl"
