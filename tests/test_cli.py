@@ -127,7 +127,10 @@ def test_ctrl_c_saves_last_finished_step_and_resume_completes(recipe, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "groupo", "train", str(recipe), "--out", str(out), "train.steps=100000",
            "checkpoint.every=0", "eval.before=false", "eval.after=false"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # a job started in the background by a non-interactive shell inherits SIGINT ignored; a user's
+    # terminal does not: give the child the default disposition, as Ctrl-C in a terminal would find it
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
