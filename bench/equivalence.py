@@ -10,7 +10,7 @@ cut at the limit), fixed rewards (one group with all-equal rewards: zero advanta
 The policy weights get the same seeded perturbation on both sides, so the policy differs
 from the reference and the KL term (beta 0.04) has a non-zero value and gradient.
 
-* groupo: the training loop's own ``_update`` (groupo.train.loop) on that batch, with an
+* groupo: the training loop's own step update (``groupo.train.update.update``) on that batch, with an
   optimizer whose step does nothing and no gradient clipping, so the loss and the
   gradients it leaves in ``.grad`` are exactly what the loop would apply; reference
   model loaded as the loop does when beta > 0.
@@ -89,6 +89,7 @@ def groupo_side(model_dir: str, beta: float, aggregation: str, rows, tok):
     from groupo.model.load import eos_ids, load_model
     from groupo.rollout.hf import Rollout
     from groupo.train import loop
+    from groupo.train import update as update_mod
     from groupo.train.step import Collected
     from groupo.types import Batch, Item
     from worker_groupo import overrides
@@ -132,7 +133,7 @@ def groupo_side(model_dir: str, beta: float, aggregation: str, rows, tok):
         def step(self):
             pass
 
-    m = loop._update(run, col, NoStep(), NoStep(), ref, step=1)
+    m = update_mod.update(run, col, NoStep(), NoStep(), ref, step=1)
     grads = {n: p.grad.detach().clone() for n, p in run.model.named_parameters() if p.grad is not None}
     return m["loss"], grads
 

@@ -1,6 +1,6 @@
 """One groupo bench run (main venv): prints RESULT_JSON {...}. See bench/run.py.
 
-It runs groupo's own training loop (``groupo.train.loop.train``: collect -> _update, the
+It runs groupo's own training loop (``groupo.train.loop.train``: collect -> update, the
 code path of ``groupo train``) on the bench configuration, and times it from outside:
 
 * step time = wall time between the starts of consecutive loop iterations (``collect`` is

@@ -4,7 +4,7 @@ A recipe is a YAML mapping. ``extends: NAME_OR_PATH`` merges a parent recipe fir
 (a built-in name like ``grpo`` or a path relative to the file). ``key.sub=value``
 overrides come from the command line; values are parsed as YAML scalars. Component
 sections (``advantage: {name: grpo, eps: 1e-4}``) are validated against the
-registry; plain sections against the dataclasses below. Changing a component's
+registry; plain sections against the dataclasses in ``config_sections``. Changing a component's
 ``name`` (in a child recipe or an override) starts that section afresh, so the old
 component's parameters do not leak into the new one. Every error is one line naming
 the key, file or value (``ConfigError``), raised before any model loads.
@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from .config_sections import (CheckpointCfg, EvalCfg, GenerationCfg, LogCfg, ModelCfg,  # noqa: F401
+                             TrainCfg, WarmstartCfg)
 from .registry import RegistryError, build, closest, coerce, get, params_of
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -26,90 +28,6 @@ RECIPES_DIR = Path(__file__).parent / "recipes"
 
 class ConfigError(ValueError):
     """A user mistake in a recipe or override: one line, exit code 2."""
-
-
-@dataclass
-class ModelCfg:
-    path: str = ""                 # local Hugging Face model directory (or hub id with network)
-    tiny: bool = False             # build the offline tiny model + tokenizer into `path` if missing
-    dtype: str = "float32"         # float32 | bfloat16 | float16 (bf16/fp16 for GPUs)
-    device: str = "auto"           # auto | cpu | cuda
-    threads: int = 0               # torch CPU threads; 0 = one per available core (max 8)
-    lora_r: int = 0                # LoRA rank (0 = full fine-tuning); needs peft (groupo[lora])
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: str = "all-linear"   # or comma-separated module names, e.g. q_proj,v_proj
-    gradient_checkpointing: bool = False
-    autocast: str = "none"         # none | bfloat16 (mixed precision for forward/backward, GPU or CPU)
-    logprob_chunk: int = 0         # >0: log-probs through the output head in chunks of this many tokens
-    prefix_sharing: str = "auto"   # auto | on | off: one forward per shared prompt (Prefix Grouper)
-
-
-@dataclass
-class GenerationCfg:
-    group_size: int = 8            # G, completions per prompt
-    prompts_per_step: int = 16     # P, prompts per optimizer step (before filtering)
-    max_new_tokens: int = 32       # L_max
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0                 # 0 = off
-    backend: str = "hf"            # rollout engine (hf | reference)
-    seed_per_prompt: bool = False  # seed each prompt's sampling from (seed, step, index); forced on with >1 process
-    tis_cap: float = 2.0           # vllm backend: truncated importance-sampling cap (0 = no correction)
-
-
-@dataclass
-class TrainCfg:
-    steps: int = 100
-    lr: float = 1e-6
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    grad_clip: float = 1.0         # 0 = off
-    schedule: str = "constant"     # constant | linear | cosine (after warmup)
-    warmup_steps: int = 0
-    micro_batches: int = 1         # the step's rows are split into this many forward/backward passes
-    num_iterations: int = 1        # mu: optimizer updates per generated batch (old log-probs stored)
-    max_nonfinite: int = 3         # consecutive non-finite losses/gradients tolerated (step skipped)
-    skip_zero_advantage: bool = True   # rows with advantage 0 (no KL) give no gradient: skip their forward/backward
-
-
-@dataclass
-class EvalCfg:
-    n: int = 0                     # eval items (0 = all of the task's eval split)
-    samples: int = 1               # completions per item (pass@k / maj@k need > 1)
-    temperature: float = 0.0       # 0 = greedy
-    ks: list[int] = field(default_factory=lambda: [1])
-    before: bool = True            # evaluate before training
-    after: bool = True             # evaluate after training
-    every: int = 0                 # also evaluate every k steps (0 = off)
-    batch_size: int = 64
-
-
-@dataclass
-class CheckpointCfg:
-    every: int = 50                # steps between checkpoints (0 = only at the end)
-    keep: int = 2                  # most recent checkpoints kept
-
-
-@dataclass
-class LogCfg:
-    tensorboard: bool = True
-    progress: bool = True          # rich progress bar
-    line_every: int = 10           # print a short line every k steps (0 = off)
-
-
-@dataclass
-class WarmstartCfg:
-    """Supervised warm start before RL (the demo uses it so a random model learns the
-    answer format). steps=0 disables it."""
-
-    steps: int = 0
-    lr: float = 1e-3
-    batch_size: int = 32
-    levels: list[int] = field(default_factory=list)   # task levels used for SFT (empty = task's own)
-    target: str = "<answer>{answer}</answer>"         # completion the model is taught
-    stop_at_accuracy: float = 0.0  # stop early once dev accuracy reaches this (0 = never)
-    check_every: int = 50
 
 
 PLAIN_SECTIONS = {
