@@ -30,6 +30,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--target", type=float, default=0.5)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from groupo.model.forward import completion_logprobs, configure
@@ -39,7 +40,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         d = build_tiny(Path(tmp) / "m", seed=0, hidden=args.hidden, layers=args.layers, heads=max(1, args.hidden // 64))
-        model = load_model(d)
+        model = load_model(d).to(args.device)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     n_params = sum(p.numel() for p in model.parameters())
     g = torch.Generator().manual_seed(0)
     V = model.config.vocab_size
@@ -52,13 +54,16 @@ def main() -> int:
     for i, L in enumerate(torch.randint(args.completion // 2, args.completion + 1, (N,), generator=g).tolist()):
         c_mask[i, :L] = 1
     _, packed, naive = plan(p_ids, p_mask, c_mask)
+    p_ids, p_mask, c_ids, c_mask = (t.to(args.device) for t in (p_ids, p_mask, c_ids, c_mask))
 
     def step(mode):
         configure(model, prefix_sharing=mode)
         model.zero_grad(set_to_none=True)
+        sync()
         t0 = time.perf_counter()
         lp, _ = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask)
         (lp * c_mask).sum().backward()
+        sync()
         return time.perf_counter() - t0
 
     step("off"), step("on")                       # warm-up
@@ -68,7 +73,7 @@ def main() -> int:
             times[mode].append(step(mode))
     a, b = statistics.median(times["off"]), statistics.median(times["on"])
     print(f"model {n_params / 1e6:.1f}M params | {args.prompts} prompt(s) x G={args.group} | prompt {args.prompt} "
-          f"| completions <= {args.completion} | threads {args.threads}")
+          f"| completions <= {args.completion} | threads {args.threads} | {args.device}")
     print(f"tokens through the model: naive {naive}, shared prefix {packed} ({packed / naive:.2f}x)")
     print(f"forward+backward median of {args.reps}: naive {a * 1000:.0f} ms | shared prefix {b * 1000:.0f} ms "
           f"| ratio {b / a:.2f}")

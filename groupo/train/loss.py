@@ -29,11 +29,14 @@ class StepData:
     correct: torch.Tensor | None = None   # [N] task correctness 0/1
 
     def select(self, rows: torch.Tensor) -> "StepData":
-        """The rows ``rows`` (a long index tensor) of every tensor field."""
+        """The rows ``rows`` (a long index tensor) of every tensor field (fields may live on
+        different devices: group ids and correctness stay on the CPU when the model is on a GPU)."""
         import dataclasses
 
-        return StepData(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[rows])
-                           for f in dataclasses.fields(self)})
+        def pick(t):
+            return None if t is None else t[rows.to(t.device)]
+
+        return StepData(**{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)})
 
 
 def micro_slices(n: int, k: int) -> list[slice]:

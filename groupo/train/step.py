@@ -127,8 +127,8 @@ def collect(run, step_rng, gen, step: int = 0) -> Collected:
     correct = _correct(run, comp, roll.texts, all_items)
     full = Batch(rewards=torch.nan_to_num(rewards), group=roll.group, reward_components=comp,
                  reward_weights=cfg.rewards.weights, reward_names=tuple(cfg.rewards.names), correct=correct,
-                 lengths=roll.lengths, truncated=roll.truncated, max_length=g.max_new_tokens,
-                 completion_mask=roll.completion_mask)
+                 lengths=roll.lengths.cpu(), truncated=roll.truncated.cpu(), max_length=g.max_new_tokens,
+                 completion_mask=roll.completion_mask.cpu())
     keep = filt(full) & torch.isfinite(rewards)
     if filt.refill:  # DAPO: surplus valid groups are dropped
         kept_groups = torch.unique(roll.group[keep])[: g.prompts_per_step]

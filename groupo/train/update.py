@@ -20,8 +20,10 @@ def update(run, col, opt, sched, ref_model, step: int = 0) -> dict:
     r, batch = col.rollout, col.batch
     shaping, weighting = cfg.components.get("shaping"), cfg.components.get("weighting")
     temp = g.temperature if g.temperature > 0 else 1.0
-    d = StepData(r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask, group=batch.group,
-                 correct=batch.correct)
+    # the batch (rewards, groups, lengths) lives on the CPU, the rollout and the model on model.device
+    dev = r.completion_ids.device
+    d = StepData(r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask, group=batch.group.to(dev),
+                 correct=None if batch.correct is None else batch.correct.to(dev))
     # rows this process trains on (all of them in a single process; its own share with several)
     mine = (col.owner == dist.rank()).nonzero().squeeze(1) if dist.world() > 1 else None
     tis = r.sampler_logp is not None and g.tis_cap > 0
@@ -30,8 +32,9 @@ def update(run, col, opt, sched, ref_model, step: int = 0) -> dict:
         d.old_logp, ent = _logprobs(run.model, d, mine, t.micro_batches, temp,    # [N, T] under pi_old
                                     with_entropy=getattr(shaping, "needs_entropy", False))
         if ent is not None:
-            batch.extra["tok_entropy"] = ent
-        batch.extra["seq_logp"] = (d.old_logp * r.completion_mask).sum(1) / r.completion_mask.sum(1).clamp(min=1)
+            batch.extra["tok_entropy"] = ent.cpu()
+        seq = (d.old_logp * r.completion_mask).sum(1) / r.completion_mask.sum(1).clamp(min=1)
+        batch.extra["seq_logp"] = seq.cpu()
     if shaping is not None:
         batch = shaping(batch)
     res = cfg.advantage(batch)
@@ -47,7 +50,6 @@ def update(run, col, opt, sched, ref_model, step: int = 0) -> dict:
         isw = truncated_is_weights(d.old_logp, r.sampler_logp.to(d.old_logp.device), r.completion_mask, g.tis_cap)
         weights = weights * isw[:, : weights.shape[1]].cpu()
         batch.extra["tis/mean_weight"] = float(isw.sum() / r.completion_mask.sum().clamp(min=1))
-    dev = r.completion_ids.device
     d.advantages, d.token_weights = res.advantages.to(torch.float32).to(dev), weights.to(dev)
     if mine is not None:        # weights were normalised on the global batch; train on own rows
         d = d.select(mine.to(dev))
