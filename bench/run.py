@@ -47,8 +47,16 @@ def auto_threads() -> int:
     return max(1, min(n, int(n - os.getloadavg()[0] + 0.5)))
 
 
+# The caller's OpenMP wait policy, read before anything imports groupo (which may set one for
+# its own process): both libraries' workers get exactly this (unset = OpenMP's default spin).
+USER_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+
+
 def worker_env(threads: int) -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if USER_WAIT_POLICY:
+        env["OMP_WAIT_POLICY"] = USER_WAIT_POLICY
+    return {**env, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
             "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
             "PYTHONWARNINGS": "ignore"}
@@ -118,8 +126,8 @@ def markdown(meta: dict, results: list[dict], equiv: list[dict] | None, targets:
     v = meta["versions"]
     out = [f"# groupo vs TRL {v.get('trl', '?')}: {meta['date']}", "",
            f"Machine: {meta['cpu']}, {meta['cores']} cores, torch {v.get('torch')}, transformers "
-           f"{v.get('transformers')}, Python {meta['python']}; {meta['threads']} torch thread(s) on both sides; "
-           f"load average at start {meta['loadavg_start']:.2f}; measured fp32 matmul (torch.matmul, n=1024/2048, same "
+           f"{v.get('transformers')}, Python {meta['python']}; {meta['threads']} torch thread(s) on both sides, "
+           f"OpenMP wait policy {meta.get('omp_wait_policy', 'default')} on both sides; load average at start {meta['loadavg_start']:.2f}; measured fp32 matmul (torch.matmul, n=1024/2048, same "
            f"threads) {meta['gflops']['start']['best']:.1f} GFLOP/s before and {meta['gflops']['end']['best']:.1f} "
            f"after the runs, the bound uses {meta['gflops']['best']:.1f}; {meta['reps']} runs per library and configuration, alternating order; "
            f"each run: {meta['warmup']} warm-up steps, median of {meta['steps']} timed steps.", "",
@@ -285,7 +293,7 @@ def main() -> int:
 
     trl_v = results[0]["trl"]["versions"] if results else {}
     meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "python": platform.python_version(), "threads": threads, "loadavg_start": load0,
+            "cores": os.cpu_count(), "python": platform.python_version(), "threads": threads, "omp_wait_policy": USER_WAIT_POLICY or "default", "loadavg_start": load0,
             "gflops": gflops, "reps": args.reps, "steps": args.steps, "warmup": args.warmup,
             "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
                          "trl": trl_v.get("trl"), "trl_transformers": trl_v.get("transformers")},

@@ -9,10 +9,27 @@ from __future__ import annotations
 
 import os
 
-# OpenMP threads that wait for work sleep instead of spinning: on a shared small machine a
-# spinning 2-thread step was measured 1.4x slower than a sleeping one (docs/performance.md).
-# Only effective when groupo is imported before torch (the CLI); a user's setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+def _wait_policy() -> str | None:
+    """OpenMP's wait policy for this process, decided once, before torch loads OpenMP.
+    Measured with the bench's 1M-model step at 2 threads on the 2-core machine
+    (docs/performance.md): idle machine, default spin 0.23 s vs PASSIVE 0.39-0.43 s;
+    one core busy with another process, default spin 0.99-1.40 s vs PASSIVE 0.38 s. So:
+    sleep (PASSIVE) when other work is running (1-minute load average above 0.5), else
+    keep OpenMP's default. A user's OMP_WAIT_POLICY wins. Only effective when groupo is
+    imported before torch (the CLI does)."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return None
+    try:
+        busy = os.getloadavg()[0] > 0.5
+    except (AttributeError, OSError):
+        busy = False
+    return "PASSIVE" if busy else None
+
+
+WAIT_POLICY = _wait_policy()
+if WAIT_POLICY:
+    os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY
 
 import torch  # noqa: E402
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import lean as lean_mod
+
 
 @dataclass
 class Rollout:
@@ -177,9 +179,15 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
     out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=pos, use_cache=True, logits_to_keep=1,
                 **{_CACHE_ARG(model): cache})
     cache = getattr(out, "cache", None) or out.past_key_values
-    cache.batch_select_indices(rows)                           # share each prompt's cache with its group
-    if PREALLOCATE:
-        _preallocate(cache, max_new_tokens)
+    lean = None
+    if lean_mod.enabled() and lean_mod.supports(model, p_ids.shape[1] + max_new_tokens) is None:
+        lean = lean_mod.LeanDecoder(model, rows, p_ids.shape[1], max_new_tokens)
+        lean.load_prefill(cache, p_mask)
+        cache = None
+    else:
+        cache.batch_select_indices(rows)                       # share each prompt's cache with its group
+        if PREALLOCATE:
+            _preallocate(cache, max_new_tokens)
     logits = out.logits[:, -1, :][rows]                        # [N, V]
     attn_buf = torch.cat([p_mask[rows], torch.ones(n, max_new_tokens, dtype=p_mask.dtype, device=p_mask.device)], 1)
     attn = p_mask[rows]
@@ -200,11 +208,14 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
         done = done | torch.isin(tok, eos)
         if bool(done.all()) or len(tokens) == max_new_tokens:
             break
-        attn = attn_buf[:, : attn.shape[1] + 1]                # the mask grows by one column: a view
-        out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
-                    **{_CACHE_ARG(model): cache})
-        cache = getattr(out, "cache", None) or out.past_key_values
-        logits = out.logits[:, -1, :]
+        if lean is not None:
+            logits = lean.step(tok, next_pos[:, 0])
+        else:
+            attn = attn_buf[:, : attn.shape[1] + 1]            # the mask grows by one column: a view
+            out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
+                        **{_CACHE_ARG(model): cache})
+            cache = getattr(out, "cache", None) or out.past_key_values
+            logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
     if not tokens:
         return torch.empty(n, 0, dtype=torch.long, device=p_ids.device)

@@ -86,7 +86,9 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     procs = f" | processes {dist.world()} (gloo)" if dist.world() > 1 and device.type == "cpu" else (
         f" | processes {dist.world()}" if dist.world() > 1 else "")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    say(f"run dir {run_dir} | torch threads {threads} ({os.cpu_count()} cores, load {load:.1f}) | device {device}{procs}")
+    wait = os.environ.get("OMP_WAIT_POLICY", "default")
+    say(f"run dir {run_dir} | torch threads {threads} ({os.cpu_count()} cores, load {load:.1f}, OpenMP wait {wait}) "
+        f"| device {device}{procs}")
 
     run = Run(cfg, run_dir)
     model_dir = _model_dir(cfg, last)

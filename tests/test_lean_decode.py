@@ -1,0 +1,111 @@
+"""The lean decode step (groupo/rollout/lean.py) against the transformers forward."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from groupo.rollout import hf, lean
+
+
+def _model(kind: str, seed: int = 0, vocab: int = 50, pad: int = 0, eos: int = 1):
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Config
+
+    common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  max_position_embeddings=128, rms_norm_eps=1e-6, pad_token_id=pad, eos_token_id=eos, bos_token_id=None)
+    if kind == "llama":
+        cfg = LlamaConfig(num_key_value_heads=4, tie_word_embeddings=True, **common)
+    elif kind == "llama_gqa":
+        cfg = LlamaConfig(num_key_value_heads=2, tie_word_embeddings=False, **common)
+    elif kind == "qwen2":           # q/k/v biases, GQA
+        cfg = Qwen2Config(num_key_value_heads=2, **common)
+    elif kind == "qwen3":           # per-head q/k RMSNorm, head_dim set apart from hidden/heads
+        cfg = Qwen3Config(num_key_value_heads=2, head_dim=24, **common)
+    else:
+        raise ValueError(kind)
+    torch.manual_seed(seed)
+    m = AutoModelForCausalLM.from_config(cfg).to(torch.float64).eval()
+    if kind == "qwen2":             # non-zero biases, so that a missing bias would show
+        for layer in m.model.layers:
+            for lin in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                torch.nn.init.normal_(lin.bias, std=0.5)
+    if kind == "qwen3":
+        for layer in m.model.layers:
+            torch.nn.init.normal_(layer.self_attn.q_norm.weight, mean=1.0, std=0.3)
+            torch.nn.init.normal_(layer.self_attn.k_norm.weight, mean=1.0, std=0.3)
+    return m
+
+
+def _prompts(P: int, Lp: int, g: torch.Generator):
+    ids = torch.randint(2, 50, (P, Lp), generator=g)
+    mask = torch.ones(P, Lp, dtype=torch.long)
+    for j in range(P):                           # left padding of different lengths
+        pad = j % 3
+        ids[j, :pad], mask[j, :pad] = 0, 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("kind", ["llama", "llama_gqa", "qwen2", "qwen3"])
+@pytest.mark.parametrize("sizes", [[3, 3, 3], [2, 4, 1]])          # shared prompt cache / copied per row
+def test_lean_logits_match_the_transformers_forward(kind, sizes):
+    from transformers import DynamicCache
+
+    model = _model(kind)
+    assert lean.supports(model) is None
+    g = torch.Generator().manual_seed(1)
+    P, Lp, T = len(sizes), 7, 6
+    p_ids, p_mask = _prompts(P, Lp, g)
+    rows = torch.repeat_interleave(torch.arange(P), torch.tensor(sizes))
+    n = rows.numel()
+    pos = (p_mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=pos, use_cache=True,
+                    **{hf._CACHE_ARG(model): DynamicCache(config=model.config)})
+    cache = getattr(out, "cache", None) or out.past_key_values
+    dec = lean.LeanDecoder(model, rows, Lp, T)
+    assert dec.shared == (len(set(sizes)) == 1)
+    dec.load_prefill(cache, p_mask)
+    toks = torch.randint(2, 50, (n, T), generator=g)
+    full_ids, full_mask = p_ids[rows], p_mask[rows]
+    for t in range(T):
+        next_pos = pos[rows][:, -1] + 1 + t
+        got = dec.step(toks[:, t], next_pos)
+        full_ids = torch.cat([full_ids, toks[:, t: t + 1]], 1)
+        full_mask = torch.cat([full_mask, torch.ones(n, 1, dtype=full_mask.dtype)], 1)
+        with torch.no_grad():
+            ref = model(input_ids=full_ids, attention_mask=full_mask,
+                        position_ids=(full_mask.cumsum(1) - 1).clamp(min=0)).logits[:, -1]
+        assert got.shape == ref.shape
+        assert (got - ref).abs().max().item() < 1e-10, (kind, sizes, t)
+
+
+@pytest.mark.parametrize("kind", ["llama_gqa", "qwen3"])
+def test_generate_with_and_without_the_lean_step_samples_the_same_tokens(kind, monkeypatch):
+    from groupo.model.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    model = _model(kind, seed=3, vocab=len(tok), pad=tok.pad_token_id, eos=tok.eos_token_id)
+    prompts = ["1+1=", "what is 2*3?", "x"]
+    out = {}
+    for flag in (True, False):
+        monkeypatch.setattr(lean, "enabled", lambda f=flag: f)
+        gen = torch.Generator().manual_seed(7)
+        out[flag] = hf.generate(model, tok, prompts, [4, 4, 4], 9, [tok.eos_token_id], temperature=1.0,
+                                generator=gen)
+    assert torch.equal(out[True].completion_ids, out[False].completion_ids)
+    assert torch.equal(out[True].completion_mask, out[False].completion_mask)
+    assert out[True].texts == out[False].texts
+
+
+def test_supports_says_why_not():
+    from transformers import AutoModelForCausalLM, GPT2Config, MistralConfig
+
+    gpt2 = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=20, n_embd=32, n_layer=1, n_head=2))
+    assert "model_type 'gpt2'" in lean.supports(gpt2)
+    mistral = AutoModelForCausalLM.from_config(MistralConfig(
+        vocab_size=20, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, sliding_window=16))
+    assert lean.supports(mistral, max_len=8) is None
+    assert "sliding-window" in lean.supports(mistral, max_len=40)
+    peft = pytest.importorskip("peft")
+    wrapped = peft.get_peft_model(_model("llama"), peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    assert "not a plain Linear" in lean.supports(wrapped.base_model.model)
