@@ -307,6 +307,8 @@ def _check_values(cfg: Config) -> None:
          f"model.lora_r must be >= 0, lora_alpha > 0, lora_dropout in [0, 1); got {m.lora_r}, {m.lora_alpha}, {m.lora_dropout}")
     need(m.autocast in ("none", "bfloat16"), f"model.autocast must be none or bfloat16, got {m.autocast!r}")
     need(m.logprob_chunk >= 0, f"model.logprob_chunk must be >= 0, got {m.logprob_chunk}")
+    if isinstance(m.prefix_sharing, bool):       # `model.prefix_sharing=on` arrives as True from YAML
+        m.prefix_sharing = "on" if m.prefix_sharing else "off"
     need(m.prefix_sharing in ("auto", "on", "off"), f"model.prefix_sharing must be auto, on or off, got {m.prefix_sharing!r}")
     need(cfg.model.path or cfg.model.tiny, "model.path is required (a local Hugging Face model directory), e.g. model.path=./my-model")
     need(cfg.checkpoint.every >= 0 and cfg.checkpoint.keep >= 1, "checkpoint.every must be >= 0 and checkpoint.keep >= 1")

@@ -72,3 +72,12 @@ def test_apply_overrides_does_not_mutate_input():
 def test_cross_section_check_runs_before_training():
     with pytest.raises(ConfigError, match="shaping.cache=64 exceeds the length limit 32"):
         load_config("dapo", ["model.path=/m", "generation.max_new_tokens=32"])
+
+
+@pytest.mark.parametrize("typed, want", [("on", "on"), ("off", "off"), ("auto", "auto"), ("true", "on"),
+                                         ("false", "off")])
+def test_prefix_sharing_on_off_survive_yaml_booleans(typed, want):
+    # YAML 1.1 reads on/off as booleans; the switch must still mean what the user typed
+    assert load_config("grpo", ["model.path=/m", f"model.prefix_sharing={typed}"]).model.prefix_sharing == want
+    with pytest.raises(ConfigError, match="model.prefix_sharing"):
+        load_config("grpo", ["model.path=/m", "model.prefix_sharing=sometimes"])
