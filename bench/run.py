@@ -90,7 +90,8 @@ def percent_bound(flops: dict, step_s: float, gflops: float) -> float:
 
 def fmt_block(row: dict) -> list[str]:
     g, t = row["groupo"], row["trl"]
-    lines = [f"== {row['size']} model ({row['params'] / 1e6:.2f}M params), beta {row['beta']:g} == "
+    lines = [f"== {row['size']} model ({row['params'] / 1e6:.2f}M params), {row.get('precision', 'fp32')}, "
+             f"beta {row['beta']:g} == "
              f"(medians of {len(g['step_s_runs'])} runs each, alternating; each run: median of its timed steps)",
              f"{'':<26}{'groupo':>12}{'TRL':>12}{'groupo/TRL':>12}"]
 
@@ -131,28 +132,30 @@ def markdown(meta: dict, results: list[dict], equiv: list[dict] | None, targets:
            f"threads) {meta['gflops']['start']['best']:.1f} GFLOP/s before and {meta['gflops']['end']['best']:.1f} "
            f"after the runs, the bound uses {meta['gflops']['best']:.1f}; {meta['reps']} runs per library and configuration, alternating order; "
            f"each run: {meta['warmup']} warm-up steps, median of {meta['steps']} timed steps.", "",
-           "Setup: 8 prompts x 8 rollouts, <= 32 new tokens, temperature 1, fp32, AdamW lr 1e-4 linear decay, "
-           "grad clip 1, token-mean loss (TRL loss_type dapo), k3 KL (TRL use_bias_correction_kl=False), "
-           "same model dir / tokenizer / prompt list / reward (bench/reward.py); TRL with bf16=False, "
-           "gradient_checkpointing=False, per_device_train_batch_size=64 (its fastest fp32 setting).", "",
+           "Setup: 8 prompts x 8 rollouts, <= 32 new tokens, temperature 1, float32 weights, AdamW lr 1e-4 linear "
+           "decay, grad clip 1, token-mean loss (TRL loss_type dapo), k3 KL (TRL use_bias_correction_kl=False), "
+           "same model dir / tokenizer / prompt list / reward (bench/reward.py); TRL with gradient_checkpointing=False "
+           "and per_device_train_batch_size=64 (its fastest setting). Precision fp32: TRL bf16=False, groupo "
+           "model.autocast=none (the targets). Precision bf16 (a separate pair): TRL bf16=True, groupo "
+           "model.autocast=bfloat16 (generation and training under bf16 autocast).", "",
            *contention_note(results),
-           "| model | beta | groupo s/step | TRL s/step | ratio | completion tok/s groupo / TRL | peak RSS MB "
+           "| model | precision | beta | groupo s/step | TRL s/step | ratio | completion tok/s groupo / TRL | peak RSS MB "
            "groupo / TRL | % of compute bound groupo / TRL | max other-CPU share |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         g, t = r["groupo"], r["trl"]
-        out.append(f"| {r['size']} ({r['params'] / 1e6:.2f}M) | {r['beta']:g} | {g['step_s']:.3f} | {t['step_s']:.3f} "
+        out.append(f"| {r['size']} ({r['params'] / 1e6:.2f}M) | {r.get('precision', 'fp32')} | {r['beta']:g} | {g['step_s']:.3f} | {t['step_s']:.3f} "
                    f"| {r['ratio']:.2f} | {g['tokens_per_s']:.0f} / {t['tokens_per_s']:.0f} "
                    f"| {g['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} "
                    f"| {g['pct_compute_bound']:.1f} / {t['pct_compute_bound']:.1f} "
                    f"| {max(g['other_cpu_frac_max'], t['other_cpu_frac_max']):.2f} |")
     out += ["", "Time split, median seconds per step: " + " / ".join(p[:-2] for p in PHASES), "",
-            "| model | beta | lib | " + " | ".join(p[:-2] for p in PHASES) + " | step |",
-            "|---|---|---|" + "---|" * (len(PHASES) + 1)]
+            "| model | precision | beta | lib | " + " | ".join(p[:-2] for p in PHASES) + " | step |",
+            "|---|---|---|---|" + "---|" * (len(PHASES) + 1)]
     for r in results:
         for name in ("groupo", "trl"):
             d = r[name]
-            out.append(f"| {r['size']} | {r['beta']:g} | {name} | "
+            out.append(f"| {r['size']} | {r.get('precision', 'fp32')} | {r['beta']:g} | {name} | "
                        + " | ".join(f"{(d.get(p) or 0.0):.3f}" for p in PHASES) + f" | {d['step_s']:.3f} |")
     if equiv:
         out += ["", "Fixed-batch equivalence (bench/equivalence.py): groupo's loss and gradients vs TRL "
@@ -189,6 +192,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0: all free cores)")
     ap.add_argument("--sizes", default="1M,25M")
     ap.add_argument("--betas", default="0.0,0.04")
+    ap.add_argument("--precision", default="fp32,bf16",
+                    help="fp32 (the targets) and/or bf16 (bf16 autocast over float32 weights on both sides, a separate "
+                         "pair: TRL bf16=True, groupo model.autocast=bfloat16)")
     ap.add_argument("--trl-python", default=str(ROOT / ".venv-bench/bin/python"))
     ap.add_argument("--no-equivalence", action="store_true")
     ap.add_argument("--no-prefix", action="store_true", help="skip bench/prefix_bench.py")
@@ -230,18 +236,19 @@ def main() -> int:
                 run_worker_dump = [sys.executable, str(HERE / "worker_groupo.py"), "--model", str(model),
                                    *common_argv, "--dump-prompts", str(prompt_file)]
                 subprocess.run(run_worker_dump, check=True, env=worker_env(threads), cwd=ROOT, capture_output=True)
-            for beta in map(float, args.betas.split(",")):
+            for prec, beta in [(p_, b_) for p_ in args.precision.split(",") for b_ in map(float, args.betas.split(","))]:
                 runs = {"groupo": [], "trl": []}
-                argv = ["--model", str(model), "--beta", str(beta), "--prompt-file", str(prompt_file), *common_argv]
+                argv = ["--model", str(model), "--beta", str(beta), "--prompt-file", str(prompt_file), *common_argv,
+                        *(["--bf16"] if prec == "bf16" else [])]
                 for rep in range(args.reps):
                     order = [("groupo", sys.executable, "worker_groupo.py"), ("trl", args.trl_python, "worker_trl.py")]
                     for lib, py, script in (order if rep % 2 == 0 else order[::-1]):
                         res = run_worker(py, script, argv, threads)
                         runs[lib].append(res)
-                        print(f"  {size} beta {beta:g} run {rep + 1}/{args.reps} {lib:<6}: {res['step_s']:.3f} s/step, "
+                        print(f"  {size} {prec} beta {beta:g} run {rep + 1}/{args.reps} {lib:<6}: {res['step_s']:.3f} s/step, "
                               f"peak RSS {res['peak_rss_mb']:.0f} MB, other-CPU share {res['other_cpu_frac']:.2f} "
                               f"[{time.perf_counter() - t_start:.0f} s]", flush=True)
-                row = {"size": size, "params": n_params, "beta": beta, "threads": threads}
+                row = {"size": size, "params": n_params, "beta": beta, "threads": threads, "precision": prec}
                 for lib in runs:
                     s = summarize(runs[lib])
                     s["completions_per_s"] = s["rows"] / s["step_s"]
@@ -255,8 +262,9 @@ def main() -> int:
                 row["ratio"] = row["groupo"]["step_s"] / row["trl"]["step_s"]
                 row["rss_ratio"] = row["groupo"]["peak_rss_mb"] / row["trl"]["peak_rss_mb"]
                 results.append(row)
-                targets.append((f"step_time_{size}_beta{beta:g}", row["ratio"], LIMITS.get(size, 1.0)))
-                targets.append((f"peak_rss_{size}_beta{beta:g}", row["rss_ratio"], RSS_LIMIT))
+                if prec == "fp32":      # the targets are on the fp32 pair; bf16 is reported beside it
+                    targets.append((f"step_time_{size}_beta{beta:g}", row["ratio"], LIMITS.get(size, 1.0)))
+                    targets.append((f"peak_rss_{size}_beta{beta:g}", row["rss_ratio"], RSS_LIMIT))
     gf1 = matmul_gflops(threads)
     gflops = {"start": gf0, "end": gf1, "best": max(gf0["best"], gf1["best"])}
     for row in results:                     # the bound: the best GEMM rate seen (conservative)

@@ -76,6 +76,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--prompt-file", default="", help="check that the loop drew exactly these prompts")
     ap.add_argument("--dump-prompts", default="")
+    ap.add_argument("--bf16", action="store_true", help="model.autocast=bfloat16 over float32 weights (TRL's bf16=True)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra groupo overrides (experiments; the bench itself passes none)")
     args = ap.parse_args()
@@ -87,7 +88,8 @@ def main():
 
     n_steps = args.steps + 1            # the extra step closes the last timed one
     cfg = load_config("grpo", overrides(args.model, args.beta, n_steps, args.threads, args.prompts, args.group,
-                                        args.max_new, args.lr) + args.set)
+                                        args.max_new, args.lr) + (["model.autocast=bfloat16"] if args.bf16 else [])
+                     + args.set)
     if args.dump_prompts:
         dump_prompts(cfg, n_steps, Path(args.dump_prompts))
         return

@@ -76,6 +76,7 @@ def main():
     ap.add_argument("--max-new", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--prompt-file", required=True)
+    ap.add_argument("--bf16", action="store_true", help="TRL's bf16=True: bf16 autocast over float32 weights")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
     import torch
@@ -171,7 +172,7 @@ def main():
             ends.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = grpo_config(tmp, args.beta, args.steps, args.prompts, args.group, args.max_new, args.lr)
+        cfg = grpo_config(tmp, args.beta, args.steps, args.prompts, args.group, args.max_new, args.lr, bf16=args.bf16)
         trainer = Timed(model=args.model, reward_funcs=reward, args=cfg, train_dataset=data, processing_class=tok,
                         callbacks=[Clock()])
         meter = Contention()

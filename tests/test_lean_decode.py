@@ -109,3 +109,30 @@ def test_supports_says_why_not():
     peft = pytest.importorskip("peft")
     wrapped = peft.get_peft_model(_model("llama"), peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     assert "not a plain Linear" in lean.supports(wrapped.base_model.model)
+
+
+def test_generation_runs_under_the_models_autocast_without_the_lean_step(monkeypatch):
+    """model.autocast=bfloat16: sampling uses the training numerics (bf16 autocast); the lean
+    step (float32/float64 only) stands aside."""
+    from groupo.model.forward import configure
+    from groupo.model.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    model = _model("llama", seed=2, vocab=len(tok), pad=tok.pad_token_id, eos=tok.eos_token_id).float()
+    configure(model, autocast="bfloat16")
+    seen = []
+    real = hf.sample_next
+
+    def spy(logits, *a, **k):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(logits, *a, **k)
+
+    def no_lean(*a, **k):
+        raise AssertionError("the lean step must not run under autocast")
+
+    monkeypatch.setattr(hf, "sample_next", spy)
+    monkeypatch.setattr(lean, "LeanDecoder", no_lean)
+    r = hf.generate(model, tok, ["1+1=", "2+2="], [3, 3], 5, [tok.eos_token_id], temperature=1.0,
+                    generator=torch.Generator().manual_seed(0))
+    assert r.completion_ids.shape[0] == 6 and seen and all(seen)
+    assert not torch.is_autocast_enabled("cpu")              # the context ends with generate

@@ -10,6 +10,7 @@ simple path the fast one is tested against).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -71,9 +72,14 @@ def generate(model, tokenizer, prompts: list[str], group_sizes: list[int], max_n
                              top_k, generator)
     was_training = model.training
     model.eval()            # sampling never uses dropout or gradient checkpointing (which disables the KV cache)
+    # model.autocast (e.g. bf16 over float32 weights): sample from the same numerics the log-probs use
+    ac = getattr(model, "_groupo_autocast", None)
+    dev = next(model.parameters()).device
+    ctx = torch.autocast(device_type=dev.type, dtype=ac) if ac is not None else contextlib.nullcontext()
     try:
-        return _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
-                         top_k, generator, backend)
+        with ctx:
+            return _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
+                             top_k, generator, backend)
     finally:
         model.train(was_training)
 
@@ -180,7 +186,8 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
                 **{_CACHE_ARG(model): cache})
     cache = getattr(out, "cache", None) or out.past_key_values
     lean = None
-    if lean_mod.enabled() and lean_mod.supports(model, p_ids.shape[1] + max_new_tokens) is None:
+    if (lean_mod.enabled() and not torch.is_autocast_enabled(p_ids.device.type)
+            and lean_mod.supports(model, p_ids.shape[1] + max_new_tokens) is None):
         lean = lean_mod.LeanDecoder(model, rows, p_ids.shape[1], max_new_tokens)
         lean.load_prefill(cache, p_mask)
         cache = None
