@@ -31,7 +31,8 @@ test-slow: setup
 test-dist: setup
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/dist_check.py
 
-# groupo vs TRL side by side (TRL in its own venv, same torch pin); prints target lines at the end.
+# groupo vs TRL side by side (TRL in its own venv, same torch pin): fp32 pairs (the targets) and bf16
+# pairs, ~15 min on 2 cores; prints target lines at the end.
 # `make bench BENCH_ARGS="--sizes 1M --reps 1"` for a quick look; bench/run.py --help for the options.
 BENCH_VENV ?= .venv-bench
 BENCH_ARGS ?=

@@ -18,7 +18,7 @@ class ModelCfg:
     lora_dropout: float = 0.0
     lora_targets: str = "all-linear"   # or comma-separated module names, e.g. q_proj,v_proj
     gradient_checkpointing: bool = False
-    autocast: str = "none"         # none | bfloat16 (mixed precision for forward/backward, GPU or CPU)
+    autocast: str = "none"         # none | bfloat16: mixed precision (forward, backward, own sampler)
     logprob_chunk: int = 0         # >0: log-probs through the output head in chunks of this many tokens
     prefix_sharing: str | bool = "auto"   # auto | on | off (YAML reads on/off as true/false: both accepted)
 
