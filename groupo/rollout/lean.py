@@ -104,7 +104,7 @@ class LeanDecoder:
         self.shared = bool(counts.numel() > 0 and (counts == counts[0]).all() and int(counts[0]) > 1)
         self.rows = rows
         self.P = counts.numel() if self.shared else self.n
-        self.G = self.n // self.P
+        self.G = self.n // self.P if self.P else 1
         self.heads = cfg.num_attention_heads
         self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
         self.rep = self.heads // self.kv_heads
