@@ -289,6 +289,7 @@ def _check_values(cfg: Config) -> None:
     need(g.temperature >= 0, f"generation.temperature must be >= 0, got {g.temperature}")
     need(0 < g.top_p <= 1, f"generation.top_p must be in (0, 1], got {g.top_p}")
     need(g.top_k >= 0, f"generation.top_k must be >= 0, got {g.top_k}")
+    need(g.tis_cap >= 0, f"generation.tis_cap must be >= 0 (0 = no importance correction), got {g.tis_cap}")
     need(g.backend in ("hf", "reference", "vllm"),
          f"generation.backend must be 'hf', 'reference' or 'vllm', got {g.backend!r}")
     need(t.steps >= 0, f"train.steps must be >= 0, got {t.steps}")

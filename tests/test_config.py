@@ -37,6 +37,7 @@ def test_user_recipe_file_extends_builtin(tmp_path):
     (["advantage.epz=1"], "unknown parameter 'advantage.epz' for advantage 'grpo' (did you mean 'eps'?)"),
     (["advantage.name=grpoo"], "unknown advantage 'grpoo' (did you mean 'grpo'?)"),
     (["generation.group_size=0"], "generation.group_size must be >= 1"),
+    (["generation.tis_cap=-1"], "generation.tis_cap must be >= 0"),
     (["train.schedule=cosin"], "did you mean 'cosine'?"),
     (["rewards.0.name=corect"], "did you mean 'correct'?"),
     (["train"], "must look like key.sub=value"),
