@@ -93,6 +93,7 @@ def update(run, col, opt, sched, ref_model, step: int = 0) -> dict:
             continue
         run.dirty = True       # from here until the step is logged, the weights are mid-step
         opt.step()
+        opt.zero_grad(set_to_none=True)     # free the gradients now: generation of the next step runs without them
         sched.step()
         run.model._groupo_weights_version = getattr(run.model, "_groupo_weights_version", 0) + 1   # vLLM resyncs
         faults.kill_if("opt", step)
