@@ -4,6 +4,7 @@ meter and the result line.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -22,33 +23,29 @@ SEED = 42
 RESULT = "RESULT_JSON "
 
 
-def build_model(path: str | Path, size: str, seed: int = SEED) -> Path:
-    """Random-init Llama + groupo's character tokenizer, written as an HF model directory.
-    Same code path as ``groupo.model.tiny.build_tiny`` (which it calls for the default
-    shape), with ``intermediate_size`` settable."""
-    import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+def worker_parser() -> argparse.ArgumentParser:
+    """The options both libraries' workers take (each adds its own)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--beta", type=float, default=0.0)
+    ap.add_argument("--steps", type=int, default=10, help="timed + warm-up steps")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--group", type=int, default=8)
+    ap.add_argument("--max-new", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    return ap
 
-    from groupo.model.tiny import build_tiny, build_tokenizer, tiny_config
+
+def build_model(path: str | Path, size: str, seed: int = SEED) -> Path:
+    """Random-init Llama + groupo's character tokenizer, written as an HF model directory
+    (``groupo.model.tiny.build_tiny`` with this size's shape)."""
+    from groupo.model.tiny import build_tiny
 
     s = SIZES[size]
-    path = Path(path)
-    if s["intermediate"] == 4 * s["hidden"]:
-        return build_tiny(path, seed=seed, hidden=s["hidden"], layers=s["layers"], heads=s["heads"])
-    tok = build_tokenizer()
-    cfg = tiny_config(len(tok), s["hidden"], s["layers"], s["heads"], pad_id=tok.pad_token_id, eos_id=tok.eos_token_id)
-    cfg.intermediate_size = s["intermediate"]
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model = AutoModelForCausalLM.from_config(cfg)
-    finally:
-        torch.random.set_rng_state(state)
-    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return build_tiny(Path(path), seed=seed, hidden=s["hidden"], layers=s["layers"], heads=s["heads"],
+                      intermediate=s["intermediate"])
 
 
 def _host_busy_s() -> float:

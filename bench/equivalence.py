@@ -139,7 +139,6 @@ def groupo_side(model_dir: str, beta: float, aggregation: str, rows, tok):
 
 
 def trl_side(model_dir: str, beta: float, loss_type: str, rows, tok, **extra):
-    import torch
     from datasets import Dataset
     from trl import GRPOTrainer
 

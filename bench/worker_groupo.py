@@ -15,7 +15,6 @@ sampler) instead of training, so the TRL worker can be fed exactly the same ones
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -26,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from common import Contention, emit, median, peak_rss_mb  # noqa: E402
+from common import Contention, emit, median, peak_rss_mb, worker_parser  # noqa: E402
 
 
 def overrides(model: str, beta: float, steps: int, threads: int, prompts: int, group: int, max_new: int,
@@ -43,7 +42,7 @@ def overrides(model: str, beta: float, steps: int, threads: int, prompts: int, g
             "advantage.name=grpo", "advantage.eps=1.0e-4", "objective.name=ppo_clip", "objective.eps_low=0.2",
             "objective.eps_high=0.2",
             "aggregation.name=token_mean",          # = TRL loss_type 'dapo' (its default) on one process
-            *([f"kl.name=k3", f"kl.coef={beta}"] if beta else ["kl.name=none"]),
+            *(["kl.name=k3", f"kl.coef={beta}"] if beta else ["kl.name=none"]),
             "filter.name=none", f"train.steps={steps}", f"train.lr={lr}", "train.weight_decay=0.0",
             "train.schedule=linear", "train.warmup_steps=0", "train.micro_batches=1", "train.num_iterations=1",
             "train.grad_clip=1.0", "warmstart.steps=0", "eval.before=false", "eval.after=false",
@@ -64,16 +63,7 @@ def dump_prompts(cfg, steps: int, path: Path) -> None:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--beta", type=float, default=0.0)
-    ap.add_argument("--steps", type=int, default=10, help="timed + warm-up steps")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prompts", type=int, default=8)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--max-new", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap = worker_parser()
     ap.add_argument("--prompt-file", default="", help="check that the loop drew exactly these prompts")
     ap.add_argument("--dump-prompts", default="")
     ap.add_argument("--bf16", action="store_true", help="model.autocast=bfloat16 over float32 weights (TRL's bf16=True)")

@@ -24,7 +24,6 @@ the rest (tokenising, padding, decoding, TRL bookkeeping, scheduler, dataloader)
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -42,7 +41,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-from common import Contention, emit, median, peak_rss_mb  # noqa: E402
+from common import Contention, emit, median, peak_rss_mb, worker_parser  # noqa: E402
 
 
 def grpo_config(out_dir: str, beta: float, steps: int, prompts: int, group: int, max_new: int, lr: float,
@@ -65,16 +64,7 @@ def grpo_config(out_dir: str, beta: float, steps: int, prompts: int, group: int,
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--beta", type=float, default=0.0)
-    ap.add_argument("--steps", type=int, default=10, help="timed + warm-up steps")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prompts", type=int, default=8)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--max-new", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap = worker_parser()
     ap.add_argument("--prompt-file", required=True)
     ap.add_argument("--bf16", action="store_true", help="TRL's bf16=True: bf16 autocast over float32 weights")
     args = ap.parse_args()

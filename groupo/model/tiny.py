@@ -57,13 +57,17 @@ def tiny_config(vocab_size: int, hidden: int = 128, layers: int = 4, heads: int 
     )
 
 
-def build_tiny(path: str | Path, seed: int = 0, hidden: int = 128, layers: int = 4, heads: int = 4) -> Path:
-    """Write a random-init tiny model + tokenizer to ``path`` (an HF model directory)."""
+def build_tiny(path: str | Path, seed: int = 0, hidden: int = 128, layers: int = 4, heads: int = 4,
+               intermediate: int | None = None) -> Path:
+    """Write a random-init tiny model + tokenizer to ``path`` (an HF model directory);
+    ``intermediate`` is the MLP width (default 4 x hidden)."""
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     path = Path(path)
     tok = build_tokenizer()
     cfg = tiny_config(len(tok), hidden, layers, heads, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id)
+    if intermediate is not None:
+        cfg.intermediate_size = intermediate
     cpu_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
