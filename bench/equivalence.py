@@ -125,17 +125,23 @@ def groupo_side(model_dir: str, beta: float, aggregation: str, rows, tok):
                   truncated=truncated, max_length=MAX_NEW, completion_mask=mask)
     col = Collected(batch, roll, [items[i] for i in group.tolist()], {}, items, [], None, None)
 
-    class NoStep:              # gradients stay in .grad; the weights are not changed
+    class NoStep:              # the weights are not changed; the gradients are copied when the step is taken
+        grads: dict = {}
+
         def zero_grad(self, set_to_none=True):
             for p in run.model.parameters():
                 p.grad = None
 
         def step(self):
+            self.grads = {n: p.grad.detach().clone() for n, p in run.model.named_parameters() if p.grad is not None}
+
+    class NoSchedule:
+        def step(self):
             pass
 
-    m = update_mod.update(run, col, NoStep(), NoStep(), ref, step=1)
-    grads = {n: p.grad.detach().clone() for n, p in run.model.named_parameters() if p.grad is not None}
-    return m["loss"], grads
+    opt = NoStep()
+    m = update_mod.update(run, col, opt, NoSchedule(), ref, step=1)
+    return m["loss"], opt.grads
 
 
 def trl_side(model_dir: str, beta: float, loss_type: str, rows, tok, **extra):
