@@ -196,8 +196,9 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
         if PREALLOCATE:
             _preallocate(cache, max_new_tokens)
     logits = out.logits[:, -1, :][rows]                        # [N, V]
-    attn_buf = torch.cat([p_mask[rows], torch.ones(n, max_new_tokens, dtype=p_mask.dtype, device=p_mask.device)], 1)
-    attn = p_mask[rows]
+    if lean is None:            # the transformers forward takes the mask, grown one column per token
+        attn_buf = torch.cat([p_mask[rows], torch.ones(n, max_new_tokens, dtype=p_mask.dtype, device=p_mask.device)], 1)
+        attn = p_mask[rows]
     next_pos = pos[rows][:, -1:] + 1                           # [N, 1]
     eos = torch.tensor(eos_ids, device=p_ids.device)
     done = torch.zeros(n, dtype=torch.bool, device=p_ids.device)

@@ -99,7 +99,7 @@ class LeanDecoder:
         cfg, inner = model.config, model.model
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
-        self.n, self.max_new, self.lp = rows.numel(), max_new, prompt_len
+        self.n = rows.numel()
         counts = torch.bincount(rows)
         self.shared = bool(counts.numel() > 0 and (counts == counts[0]).all() and int(counts[0]) > 1)
         self.rows = rows
