@@ -19,19 +19,27 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import sys, torch, transformers; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
 python3 -c "import peft, math_verify; print('peft', peft.__version__)" || echo "missing peft or math_verify"
+python3 -m pip list 2>/dev/null | grep -i -E "^(vllm|trl|accelerate|datasets|pyarrow|pandas|xdist|pytest-xdist|flash|triton) " || true
 T0=$(date +%s)
 BUDGET="${BUDGET:-480}"   # seconds for the whole script; the test suite gets what is left
+ONLY="${ONLY:-1 2 3 4 5}"   # which numbered checks to run, e.g. ONLY="1 5"
 step() { echo; echo "=== $1 (t=$(( $(date +%s) - T0 )) s)"; }
+want() { [[ " $ONLY " == *" $1 "* ]]; }
 
+if want 1; then
 step "1. gpu_smoke, tiny model (hidden 256), float32 weights + bf16 autocast, gradient checkpointing"
 timeout 120 python3 bench/gpu_smoke.py --out "$WORK/smoke_autocast" --steps 6 --skip-vllm
 cp "$WORK/smoke_autocast/summary.json" "$OUT/smoke_autocast.json" 2>/dev/null
+fi
 
+if want 2; then
 step "2. gpu_smoke, same model, bf16 weights"
 timeout 90 python3 bench/gpu_smoke.py --out "$WORK/smoke_bf16" --steps 6 --skip-vllm --precision bf16 \
   --model "$WORK/smoke_autocast/tiny_model"
 cp "$WORK/smoke_bf16/summary.json" "$OUT/smoke_bf16.json" 2>/dev/null
+fi
 
+if want 3; then
 step "3. a ~400M-parameter Llama-shaped model (random weights, character tokenizer): 4 steps, 256 new tokens"
 python3 -c "
 from groupo.model.tiny import build_tiny
@@ -50,11 +58,18 @@ for r in rows:
     print("  " + "  ".join(f"{k}={r[k]:.4g}" if isinstance(r.get(k), float) else f"{k}={r.get(k)}" for k in keys if k in r))
 EOF
 done
+fi
 
+if want 4; then
 step "4. Prefix Grouper forward+backward on the GPU (prompt 512, completion 64, G=8)"
 timeout 45 python3 bench/prefix_bench.py --device cuda --reps 5 2>&1 | tail -8
+fi
+
+if want 5; then
 step "5. the default test suite on this software stack (CPU tests, 8 workers)"
 if python3 -c "import xdist" 2>/dev/null; then XD=(-n 8); else XD=(); fi
-timeout $(( BUDGET - ($(date +%s) - T0) )) python3 -m pytest -q -x -p no:cacheprovider "${XD[@]}" 2>&1 | tail -25
+timeout $(( BUDGET - ($(date +%s) - T0) )) python3 -m pytest -q -p no:cacheprovider "${XD[@]}" ${PYTEST_ARGS:-} 2>&1 | tail -40
+fi
 
 step "done"
+

@@ -299,6 +299,7 @@ def _check_values(cfg: Config) -> None:
     need(t.schedule in ("constant", "linear", "cosine"),
          f"train.schedule must be constant, linear or cosine, got {t.schedule!r}{closest(t.schedule, ['constant', 'linear', 'cosine'])}")
     need(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), f"train.betas must be two numbers in [0, 1), got {t.betas}")
+    need(t.adam_eps > 0, f"train.adam_eps must be > 0, got {t.adam_eps}")
     need(e.samples >= 1, f"eval.samples must be >= 1, got {e.samples}")
     need(all(1 <= k <= e.samples for k in e.ks), f"eval.ks must be between 1 and eval.samples={e.samples}, got {e.ks}")
     need(cfg.model.dtype in ("float32", "bfloat16", "float16"), f"model.dtype must be float32, bfloat16 or float16, got {cfg.model.dtype!r}")

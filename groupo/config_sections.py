@@ -42,6 +42,7 @@ class TrainCfg:
     lr: float = 1e-6
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8         # AdamW epsilon (TRL's adam_epsilon)
     grad_clip: float = 1.0         # 0 = off
     schedule: str = "constant"     # constant | linear | cosine (after warmup)
     warmup_steps: int = 0

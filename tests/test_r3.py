@@ -179,7 +179,8 @@ def test_buffer_bounded_in_questions():
 
 def test_r3_loop_replays_and_resumes_exactly(tiny_dir, tmp_path):
     """In the loop, on a pool of 3 questions with a stand-in "correct" reward (completion
-    length divisible by 3, about 1/3 of rows): replayed rows and reflection prompts appear,
+    length divisible by 3, about 1/3 of rows; a reflection prompt after one all-fail visit, so
+    that they appear whatever the device's random stream): replayed rows and reflection prompts appear,
     the ranking reward is logged, and a run resumed at step 2 ends bit-identical."""
     import shutil
 
@@ -198,7 +199,7 @@ def test_r3_loop_replays_and_resumes_exactly(tiny_dir, tmp_path):
                                   "generation.temperature=2.0", "train.steps=4", "train.micro_batches=1",
                                   "task.eval_size=8", "eval.n=8", "eval.before=false", "eval.after=false",
                                   "log.tensorboard=false", "checkpoint.every=2", "checkpoint.keep=5",
-                                  "sampler.name=prompt_gdro", "sampler.pool_size=3",
+                                  "sampler.name=prompt_gdro", "sampler.pool_size=3", "replay.isr_after=1",
                                   f"rewards=[{{name: python, path: {f}, label: correct}}]", *over])
     train(cfg(), tmp_path / "a")
     rows = [json.loads(l) for l in (tmp_path / "a/metrics.jsonl").read_text().splitlines()]

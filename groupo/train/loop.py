@@ -139,7 +139,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     t = cfg.train
     # fused AdamW (one kernel per step instead of several per tensor; as TRL's adamw_torch_fused)
     opt = torch.optim.AdamW([p for p in run.model.parameters() if p.requires_grad], lr=t.lr, betas=tuple(t.betas),
-                            weight_decay=t.weight_decay, fused=True)
+                            eps=t.adam_eps, weight_decay=t.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t, t.steps * t.num_iterations))
     step_rng = random.Random(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
