@@ -1,4 +1,5 @@
 """Generation: the shared-prefix sampler against transformers' generate, masks, truncation."""
+import pytest
 import torch
 
 from groupo.model.load import eos_ids
@@ -92,3 +93,39 @@ def test_preallocated_kv_cache_gives_identical_samples(tiny, monkeypatch):
                      generator=torch.Generator().manual_seed(7))
         out[pre] = (r.texts, r.completion_ids)
     assert out[True][0] == out[False][0] and torch.equal(out[True][1], out[False][1])
+
+
+def test_categorical_follows_the_distribution_and_never_draws_masked_tokens(monkeypatch):
+    """Inverse-CDF sampling (one uniform per row): frequencies match the probabilities (chi-square
+    well below its 1e-6 tail), zero-probability tokens are never drawn, the two-level search of
+    large vocabularies draws exactly the token the one-level search draws for the same uniform,
+    and rounding that puts the target on the total cannot select trailing masked tokens."""
+    from groupo.rollout import hf
+
+    torch.manual_seed(0)
+    for v, block in [(7, 1024), (300, 1024), (300, 16)]:
+        monkeypatch.setattr(hf, "BLOCK", block)
+        p = torch.rand(v) + 0.2
+        p[::3] = 0
+        p /= p.sum()
+        n = 60000
+        draws = hf.categorical(p[None].expand(n, v).contiguous(), torch.Generator().manual_seed(1))
+        f = torch.bincount(draws, minlength=v).double()
+        assert (f[p == 0] == 0).all()
+        e = (p * n).double()[p > 0]
+        chi2 = float(((f[p > 0] - e) ** 2 / e).sum())
+        dof = int((p > 0).sum()) - 1
+        assert chi2 < dof + 7 * (2 * dof) ** 0.5 + 25, (v, block, chi2, dof)   # far beyond p = 1e-6
+    p = torch.rand(3000) ** 4
+    p[::3] = 0
+    big = p[None].expand(4000, 3000).contiguous()
+    monkeypatch.setattr(hf, "BLOCK", 16)
+    two = hf.categorical(big, torch.Generator().manual_seed(5))
+    monkeypatch.setattr(hf, "BLOCK", 10 ** 6)
+    one = hf.categorical(big, torch.Generator().manual_seed(5))
+    assert torch.equal(one, two)
+    cum = torch.tensor([[0.2, 0.5, 1.0, 1.0, 1.0]], dtype=torch.float64)        # tokens 3, 4 have mass 0
+    assert hf._search(cum, torch.ones(1, 1, dtype=torch.float64)).item() == 2
+    assert hf._search(cum, torch.zeros(1, 1, dtype=torch.float64)).item() == 0
+    with pytest.raises(ValueError, match="not finite"):
+        hf.categorical(torch.tensor([[0.5, float("nan")]]))
