@@ -61,8 +61,6 @@ def test_top_k_and_top_p_restrict_support():
 def test_per_prompt_generators_make_samples_independent_of_the_batch(tiny):
     """With one generator per prompt (multi-process runs), a prompt's samples are the same
     whichever other prompts share the batch, so splitting prompts over ranks changes nothing."""
-    import torch
-
     from groupo.dist import prompt_generators
     from groupo.rollout import generate
 
