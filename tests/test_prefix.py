@@ -1,7 +1,8 @@
-"""Shared-prefix forward (Prefix Grouper, arXiv 2506.05433): log-probs, entropies and
-gradients equal the naive repeated-prompt forward in float64, for ragged groups, prompts
-of different lengths (left padding), responses of different lengths, and groups split
-or interleaved across the batch.
+"""Shared-prefix forward (Prefix Grouper, arXiv 2506.05433), both implementations (split
+attention over a grid, dense mask over packed rows): log-probs, entropies and gradients
+equal the naive repeated-prompt forward in float64, for ragged groups, prompts of
+different lengths (left padding), responses of different lengths, and groups split or
+interleaved across the batch.
 
 Gradients: transformers' LlamaRMSNorm computes in float32 even for a float64 model, so
 no forward of it is float64-exact; the bound used is relative to the gradient's size and
@@ -12,7 +13,16 @@ import torch
 
 from groupo.model.forward import completion_logprobs, configure
 from groupo.model.load import load_model
-from groupo.model.prefix import plan, worth_it
+from groupo.model import prefix
+from groupo.model.prefix import choose, costs, plan
+
+
+@pytest.fixture(params=["split", "dense"])
+def path(request, monkeypatch):
+    """Which shared-prefix implementation ``prefix_sharing=on`` takes for the (Llama) tiny model."""
+    if request.param == "dense":
+        monkeypatch.setattr(prefix, "split_supported", lambda model: False)
+    return request.param
 
 
 def _batch(tok):
@@ -36,7 +46,7 @@ def _run(model, args, temp):
 
 
 @pytest.mark.parametrize("temp", [1.0, 0.7])
-def test_shared_prefix_equals_naive_float64(tiny_dir, tiny, temp):
+def test_shared_prefix_equals_naive_float64(tiny_dir, tiny, temp, path):
     _, tok = tiny
     model = load_model(tiny_dir).double()
     args = _batch(tok)
@@ -62,7 +72,7 @@ def test_shared_prefix_equals_naive_float64(tiny_dir, tiny, temp):
     assert shared_gap <= 2 * naive_gap + 1e-12
 
 
-def test_float32_close_and_plan(tiny_dir, tiny):
+def test_float32_close_and_plan(tiny_dir, tiny, path):
     model, tok = tiny
     args = _batch(tok)
     groups, packed, naive = plan(args[0], args[1], args[3])
@@ -72,7 +82,69 @@ def test_float32_close_and_plan(tiny_dir, tiny):
     b, _ = completion_logprobs(configure(model, prefix_sharing="on"), *args)
     configure(model)
     assert torch.allclose(a * args[3], b * args[3], atol=1e-5)
-    # auto: on when packing removes at least 40% of the tokens, off for single-row groups
-    assert worth_it(model, args[0], args[1], args[3], "auto") == (packed < 0.6 * naive)
-    one = (args[0][:1], args[1][:1], args[3][:1])
-    assert not worth_it(model, *one, "auto") and not worth_it(model, *one, "off")
+    # on: split attention where supported, else the dense mask; off: naive
+    assert choose(model, *args[:2], args[3], "on") == path and choose(model, *args[:2], args[3], "off") == "naive"
+    # auto: the cheapest path by the cost model if it saves >= 10%; a single unpadded row: naive
+    c = costs(model, *args[:2], args[3])
+    assert set(c) == ({"naive", "split", "dense"} if path == "split" else {"naive", "dense"})
+    best = min((k for k in c if k != "naive"), key=c.get)
+    assert choose(model, *args[:2], args[3], "auto") == (best if c[best] < 0.9 * c["naive"] else "naive")
+    L = int(args[1][0].sum())
+    one = (args[0][:1, -L:], args[1][:1, -L:], args[3][:1])
+    assert choose(model, *one, "auto") == "naive"
+
+
+def test_cost_model_by_hand(tiny):
+    """costs() for 2 prompts x 2 rows, prompt 3 (no padding), completions of width 4 (lengths 4, 2, 4, 1):
+    per position 2 x (parameters of a layer), per score entry 4 x heads x head_dim."""
+    model, _ = tiny
+    cfg = model.config
+    tok = 2 * sum(p.numel() for p in model.model.layers[0].parameters())
+    ent = 4 * cfg.num_attention_heads * (cfg.hidden_size // cfg.num_attention_heads)
+    pi = torch.tensor([[5, 6, 7], [5, 6, 7], [8, 9, 10], [8, 9, 10]])
+    cm = (torch.arange(4)[None] < torch.tensor([4, 2, 4, 1])[:, None]).long()
+    c = costs(model, pi, torch.ones_like(pi), cm)
+    assert c["naive"] == 4 * 7 * tok + 4 * 49 * ent
+    assert c["dense"] == 2 * 9 * tok + 2 * 81 * ent              # longest packed row: 3 + 4 + 2
+    assert c["split"] == 2 * (3 + 2 * 4) * tok + (2 * 9 + 2 * 2 * 4 * 7) * ent
+
+
+def test_split_path_skipped_under_activation_checkpointing(tiny_dir):
+    """Activation checkpointing recomputes attention in backward, after the forward has put the
+    model's attention implementation back: the dense path is used there."""
+    model = load_model(tiny_dir)
+    assert prefix.split_supported(model)
+    model.gradient_checkpointing_enable()
+    assert not prefix.split_supported(model)
+
+
+@pytest.mark.parametrize("kind", ["llama_gqa", "qwen2", "qwen3"])
+def test_split_attention_other_families_float64(kind, monkeypatch):
+    """The split path for grouped-query attention, q/k/v biases (Qwen2) and per-head q/k norms
+    with head_dim != hidden/heads (Qwen3): log-probs equal the naive forward to 1e-12, gradients
+    to 1e-6 of their size (the float32 RMSNorm bound of the module docstring), and the split
+    attention function really ran (once per layer)."""
+    from test_lean_decode import _model
+
+    model = _model(kind, seed=3, vocab=50).train()
+    g = torch.Generator().manual_seed(1)
+    pi = torch.randint(2, 50, (6, 7), generator=g)
+    pi = pi[[0, 0, 1, 1, 1, 2]]                          # groups of 2, 3, 1
+    pm = torch.ones_like(pi)
+    pm[:2, :3] = 0                                      # the first prompt is shorter (left padding)
+    pi = pi.masked_fill(pm == 0, 0)
+    c = torch.randint(2, 50, (6, 5), generator=g)
+    cm = (torch.arange(5)[None] < torch.tensor([5, 2, 4, 1, 5, 3])[:, None]).long()
+    calls = []
+    real = prefix._split_attention
+    monkeypatch.setattr(prefix, "_split_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    from transformers import AttentionInterface
+    AttentionInterface._global_mapping.pop(prefix._ATTN, None)      # registered again with the spy
+    lp_a, ent_a, g_a = _run(configure(model, prefix_sharing="off"), (pi, pm, c, cm), 0.9)
+    lp_b, ent_b, g_b = _run(configure(model, prefix_sharing="on"), (pi, pm, c, cm), 0.9)
+    AttentionInterface._global_mapping.pop(prefix._ATTN, None)
+    assert len(calls) == model.config.num_hidden_layers
+    assert model.config._attn_implementation != prefix._ATTN           # put back after the forward
+    assert torch.allclose(lp_a, lp_b, atol=1e-12, rtol=0) and torch.allclose(ent_a, ent_b, atol=1e-12, rtol=0)
+    scale = max(float(a.abs().max()) for a in g_a)
+    assert max(float((a - b).abs().max()) for a, b in zip(g_a, g_b)) <= 1e-6 * scale

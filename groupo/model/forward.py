@@ -46,12 +46,13 @@ def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completi
     chunk = getattr(model, "_groupo_logprob_chunk", 0)
     mode = getattr(model, "_groupo_prefix", "off")
     if mode != "off":
-        from .prefix import shared_prefix_logprobs, worth_it
+        from .prefix import choose, grid_logprobs, shared_prefix_logprobs
 
-        if worth_it(model, prompt_ids, prompt_mask, completion_mask, mode):
+        path = choose(model, prompt_ids, prompt_mask, completion_mask, mode)
+        if path != "naive":
+            fn = grid_logprobs if path == "split" else shared_prefix_logprobs
             with _autocast(model, input_ids.device):
-                return shared_prefix_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                                              temperature, with_entropy)
+                return fn(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature, with_entropy)
     with _autocast(model, input_ids.device):
         if chunk:
             return _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk)

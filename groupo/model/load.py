@@ -146,6 +146,9 @@ class _AdapterOffPart:
         with self.peft_model.disable_adapter():
             return self.part(*a, **kw)
 
+    def __getattr__(self, name):        # config, layers, modules(): read from the wrapped part
+        return getattr(self.part, name)
+
 
 def export_merged(model, tokenizer, out: str | Path) -> Path:
     """Save a plain transformers model: LoRA adapters merged into the weights."""

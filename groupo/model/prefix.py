@@ -9,14 +9,25 @@ to response j only. Everything outside attention is per token, so log-probs and
 gradients equal the naive forward's (Lemma 2.1 of the report); the tests check this in
 float64 to 1e-12. The prefix is computed once instead of G times.
 
-Deviation from the reference implementation: instead of splitting each attention layer
-into a prefix call and a suffix call (which needs a patched attention function per model
-family), we pass one dense 4D mask to the model's own attention (sdpa or eager), so any
-transformers decoder with RoPE positions and a standard attention interface works
-unchanged. Attention scores are computed for masked pairs too (dense mask), so the saving
-is in the per-token work (projections, MLP, head), which dominates at the sizes where the
-switch turns on. Models with sliding-window attention are excluded (a custom mask would
-override the window).
+Two implementations:
+
+* **Split attention** (``grid_logprobs``; Llama, Mistral, Qwen2, Qwen3 without activation
+  checkpointing), as in the paper: the batch is a grid, one row per prompt,
+  ``[prefix (left-padded to the longest prompt) ; slot 1 ; ... ; slot G]`` with each slot a
+  completion at its full width T. Each attention layer makes two calls of
+  ``scaled_dot_product_attention`` through transformers' attention interface: the prefix
+  attends causally to itself; the G slots' queries attend to the prefix's keys and values
+  (shared, the same tensors for every slot) plus their own slot causally. Attention costs what
+  the naive forward's does minus the prompt-to-prompt part, and everything per token (projections,
+  MLP) runs on P x (Lp + G x T) positions instead of N x (Lp + T). The attention function
+  is selected only for the duration of the forward (``config._attn_implementation``), which
+  is why activation checkpointing (whose recomputation runs in backward) takes the dense path.
+* **Dense mask** (``shared_prefix_logprobs``; any decoder with RoPE positions and sdpa/eager
+  attention): the rows of a group packed without padding into one sequence ``[P ; R_1 ; ...]``
+  with one dense 4D mask passed to the model's own attention. Scores are computed for masked
+  pairs too, so only the per-token work is saved; it pays when the prompt is long relative to
+  the group's completions. Models with sliding-window attention are excluded (a custom mask
+  would override the window).
 
 Rows are grouped by identical prompt tokens (no group ids needed); a group split across
 micro-batches just forms one packed row per micro-batch (still exact).
@@ -51,14 +62,143 @@ def plan(prompt_ids, prompt_mask, completion_mask) -> tuple[list[list[int]], int
     return groups, packed, naive
 
 
-def worth_it(model, prompt_ids, prompt_mask, completion_mask, mode: str) -> bool:
-    """``mode``: "on", "off" or "auto" (when the packed batch has under 60% of the tokens)."""
-    if mode == "off" or not supports(model):
+SPLIT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+_ATTN = "groupo_split_prefix"
+
+
+def split_supported(model) -> bool:
+    """The split-attention path: a listed family, not under activation checkpointing."""
+    if not supports(model) or getattr(model.config, "model_type", None) not in SPLIT_FAMILIES:
         return False
+    return not any(getattr(m, "gradient_checkpointing", False) for m in model.get_decoder().modules())
+
+
+def costs(model, prompt_ids, prompt_mask, completion_mask) -> dict:
+    """Estimated forward cost of each path, in multiply-adds: positions x 2 x (parameters of a
+    layer) for the per-token work, plus attention score entries x 4 x heads x head_dim (Q K^T and
+    P V). Checked against bench/prefix_bench.py on the CPU: predicted / measured ratios to the
+    naive path 0.22/0.22 and 0.21/0.20 (prompt 512, 1 x 8 completions of 32-64), 0.86/0.88 and
+    0.72/0.74 (25M-shaped model, 8 x 8 completions of 16-32 after 6-token prompts).
+    Keys: "naive", "dense", and "split" when ``split_supported``."""
+    cfg = model.config
+    decoder = model.get_decoder()
+    layers = getattr(decoder, "layers", None)
+    n_layer = cfg.num_hidden_layers
+    per_layer = (sum(p.numel() for p in layers[0].parameters()) if layers is not None
+                 else sum(p.numel() for p in decoder.parameters()) / max(n_layer, 1))
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    tok, ent = 2 * per_layer, 4 * cfg.num_attention_heads * head_dim
+    groups, _, _ = plan(prompt_ids, prompt_mask, completion_mask)
+    n, lp_all = prompt_ids.shape
+    t = completion_mask.shape[1]
+    lps, lens = prompt_mask.bool().sum(1), completion_mask.bool().sum(1)
+    b = len(groups)
+    out = {"naive": n * (lp_all + t) * tok + n * (lp_all + t) ** 2 * ent}
+    packed = max((int(lps[g[0]]) + int(lens[g].sum()) for g in groups), default=0)
+    out["dense"] = b * packed * tok + b * packed ** 2 * ent
+    if split_supported(model):
+        lp, gm = int(lps.max()) if n else 0, max((len(g) for g in groups), default=0)
+        out["split"] = b * (lp + gm * t) * tok + (b * lp * lp + b * gm * t * (lp + t)) * ent
+    return out
+
+
+def choose(model, prompt_ids, prompt_mask, completion_mask, mode: str) -> str:
+    """"naive", "split" or "dense". ``mode`` "off": naive; "on": split attention where supported,
+    else the dense mask; "auto": the cheapest path by ``costs`` if it saves at least 10%."""
+    if mode == "off" or not supports(model) or prompt_ids.shape[0] == 0:
+        return "naive"
     if mode == "on":
-        return True
-    _, packed, naive = plan(prompt_ids, prompt_mask, completion_mask)
-    return packed < 0.6 * naive
+        return "split" if split_supported(model) else "dense"
+    c = costs(model, prompt_ids, prompt_mask, completion_mask)
+    best = min((k for k in c if k != "naive"), key=c.get)
+    return best if c[best] < 0.9 * c["naive"] else "naive"
+
+
+def _split_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, groupo_grid=None,
+                     **kwargs):
+    """Attention over the grid: query [B, H, L, D], key/value [B, Hk, L, D] with L = Lp + G x T.
+    Returns [B, L, H, D] (transformers' attention-interface contract)."""
+    import torch.nn.functional as F
+
+    lp, g, t, pmask, rmask = groupo_grid
+    b, h, _, d = query.shape
+    hk = key.shape[1]
+    gqa = hk != h
+    kp, vp = key[:, :, :lp], value[:, :, :lp]
+    out_p = F.scaled_dot_product_attention(query[:, :, :lp], kp, vp, attn_mask=pmask, dropout_p=dropout,
+                                           scale=scaling, enable_gqa=gqa)
+
+    def slots(x, heads):            # [B, heads, G*T, D] -> [B*G, heads, T, D]
+        return x[:, :, lp:].reshape(b, heads, g, t, d).transpose(1, 2).reshape(b * g, heads, t, d)
+
+    def shared(x):                  # the prefix's keys/values, the same for every slot of a row
+        return x.unsqueeze(1).expand(b, g, hk, lp, d).reshape(b * g, hk, lp, d)
+
+    k = torch.cat([shared(kp), slots(key, hk)], dim=2)
+    v = torch.cat([shared(vp), slots(value, hk)], dim=2)
+    out_r = F.scaled_dot_product_attention(slots(query, h), k, v, attn_mask=rmask, dropout_p=dropout,
+                                           scale=scaling, enable_gqa=gqa)
+    out_r = out_r.reshape(b, g, h, t, d).transpose(1, 2).reshape(b, h, g * t, d)
+    return torch.cat([out_p, out_r], dim=2).transpose(1, 2).contiguous(), None
+
+
+def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0,
+                  with_entropy: bool = False):
+    """Split-attention shared-prefix forward; same contract as ``forward.completion_logprobs``."""
+    from transformers import AttentionInterface
+
+    dev = prompt_ids.device
+    n, t = completion_ids.shape
+    groups, _, _ = plan(prompt_ids, prompt_mask, completion_mask)
+    b, g = len(groups), max(len(x) for x in groups)
+    pm = prompt_mask.bool()
+    lp = max(int(pm.sum(1).max()), 1)
+    first = torch.tensor([x[0] for x in groups], device=dev)
+    # prefix region: prompts are left-padded, so the last lp columns hold every real token
+    pre_ids, pre_mask = prompt_ids[first, -lp:], pm[first, -lp:]
+    if pre_ids.shape[1] < lp:       # no prompt tokens at all: one padding column
+        pre_ids = torch.cat([pre_ids.new_zeros(b, lp - pre_ids.shape[1]), pre_ids], 1)
+        pre_mask = torch.cat([pre_mask.new_zeros(b, lp - pre_mask.shape[1]), pre_mask], 1)
+    n_p = pre_mask.sum(1)                                                   # [B] prompt lengths
+    row_b = torch.empty(n, dtype=torch.long, device=dev)
+    row_j = torch.empty(n, dtype=torch.long, device=dev)
+    for bi, rows in enumerate(groups):
+        row_b[rows] = bi
+        row_j[rows] = torch.arange(len(rows), device=dev)
+    slot = row_b * g + row_j                                                # [N] slot of each row
+    pad = completion_ids.new_zeros(())
+    s_ids = pad.expand(b * g, t).clone()
+    s_ids[slot] = completion_ids
+    s_mask = torch.zeros(b * g, t, dtype=torch.bool, device=dev)
+    s_mask[slot] = completion_mask.bool()
+    ids = torch.cat([pre_ids, s_ids.view(b, g * t)], 1)                     # [B, lp + G*T]
+    pre_pos = (pre_mask.long().cumsum(1) - 1).clamp(min=0)
+    s_pos = (n_p[:, None] + torch.arange(t, device=dev)).repeat(1, g)      # every slot restarts after the prompt
+    pos = torch.cat([pre_pos, s_pos], 1)
+    eye_p = torch.eye(lp, dtype=torch.bool, device=dev)
+    pmask = (torch.ones(lp, lp, dtype=torch.bool, device=dev).tril() & pre_mask[:, None, :]) | eye_p
+    causal = torch.ones(t, t, dtype=torch.bool, device=dev).tril()
+    s_self = (causal & s_mask[:, None, :]) | torch.eye(t, dtype=torch.bool, device=dev)
+    s_pre = pre_mask.repeat_interleave(g, 0)[:, None, :].expand(b * g, t, lp)
+    rmask = torch.cat([s_pre, s_self], 2)[:, None]                         # [B*G, 1, T, lp + T]
+    decoder = model.get_decoder()
+    cfg = decoder.config
+    if _ATTN not in AttentionInterface._global_mapping:
+        AttentionInterface.register(_ATTN, _split_attention)
+    before = cfg._attn_implementation
+    cfg._attn_implementation = _ATTN
+    try:
+        hidden = decoder(input_ids=ids, position_ids=pos, use_cache=False,
+                         groupo_grid=(lp, g, t, pmask[:, None], rmask)).last_hidden_state   # [B, L, H]
+    finally:
+        cfg._attn_implementation = before
+    # the position predicting token k of a row: the last prompt position for k = 0, else the slot's k-1
+    width = lp + g * t
+    src = torch.cat([torch.full((n, 1), lp - 1, device=dev),
+                     lp + row_j[:, None] * t + torch.arange(t - 1, device=dev)], 1)   # [N, T]
+    h = hidden.reshape(b * width, -1)[(row_b[:, None] * width + src).reshape(-1)].view(n, t, -1)
+    logits = model.get_output_embeddings()(h).float()
+    return _token_logprobs(logits, completion_ids, temperature, with_entropy)
 
 
 def shared_prefix_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
