@@ -148,3 +148,10 @@ def test_split_attention_other_families_float64(kind, monkeypatch):
     assert torch.allclose(lp_a, lp_b, atol=1e-12, rtol=0) and torch.allclose(ent_a, ent_b, atol=1e-12, rtol=0)
     scale = max(float(a.abs().max()) for a in g_a)
     assert max(float((a - b).abs().max()) for a, b in zip(g_a, g_b)) <= 1e-6 * scale
+    # the same prompts padded on the right (a tokenizer with padding_side="right"): same log-probs
+    right_i, right_m = pi.clone(), pm.clone()
+    right_i[:2], right_m[:2] = pi[:2].roll(-3, 1), pm[:2].roll(-3, 1)
+    with torch.no_grad():
+        lp_r, _ = completion_logprobs(configure(model, prefix_sharing="on"), right_i, right_m, c, cm, temperature=0.9)
+    AttentionInterface._global_mapping.pop(prefix._ATTN, None)         # no spy left registered
+    assert torch.allclose(lp_a, lp_r * cm, atol=1e-12, rtol=0)

@@ -154,8 +154,10 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
     pm = prompt_mask.bool()
     lp = max(int(pm.sum(1).max()), 1)
     first = torch.tensor([x[0] for x in groups], device=dev)
-    # prefix region: prompts are left-padded, so the last lp columns hold every real token
-    pre_ids, pre_mask = prompt_ids[first, -lp:], pm[first, -lp:]
+    # prefix region: each prompt's real tokens moved to the right end (stable sort: padding first,
+    # whatever side the tokenizer padded), then the last lp columns hold every real token
+    order = torch.sort(pm[first].int(), dim=1, stable=True).indices
+    pre_ids, pre_mask = prompt_ids[first].gather(1, order)[:, -lp:], pm[first].gather(1, order)[:, -lp:]
     if pre_ids.shape[1] < lp:       # no prompt tokens at all: one padding column
         pre_ids = torch.cat([pre_ids.new_zeros(b, lp - pre_ids.shape[1]), pre_ids], 1)
         pre_mask = torch.cat([pre_mask.new_zeros(b, lp - pre_mask.shape[1]), pre_mask], 1)
