@@ -20,6 +20,9 @@ Per step, with P prompts of mean length Lp, N = P x G rows and mean completion l
 * log-prob passes without gradient: the reference model when beta > 0, the old policy
   when num_iterations > 1 (0 here): each one more such forward.
 
+The count is the naive step's work for both libraries: where groupo computes less (skipped
+zero-advantage rows, a prompt computed once per group), its percentage is an effective rate.
+
 The bound: FLOPs / (step time x measured fp32 GEMM rate with the same thread count), so
 100% would mean every FLOP ran at large-matmul speed; small models cannot get there, but
 the figure shows how far each library is from the hardware.
