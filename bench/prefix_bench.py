@@ -60,12 +60,9 @@ def main() -> int:
 
     from groupo.model import prefix
 
-    split_ok = prefix.split_supported
-
     def step(mode):
-        # "on": the path users get (split attention for this Llama model); "dense": the dense-mask path
-        prefix.split_supported = (lambda m: False) if mode == "dense" else split_ok
-        configure(model, prefix_sharing="off" if mode == "off" else "on")
+        # "on": split attention (this is a Llama model); "dense": the dense-mask path; "off": naive
+        configure(model, prefix_sharing=mode)
         model.zero_grad(set_to_none=True)
         sync()
         t0 = time.perf_counter()
@@ -81,7 +78,6 @@ def main() -> int:
     for _ in range(args.reps):
         for mode in modes:
             times[mode].append(step(mode))
-    prefix.split_supported = split_ok
     a, b, c = (statistics.median(times[m]) for m in modes)
     est = prefix.costs(model, p_ids, p_mask, c_mask)
     auto = prefix.choose(model, p_ids, p_mask, c_mask, "auto")

@@ -20,7 +20,7 @@ class ModelCfg:
     gradient_checkpointing: bool = False
     autocast: str = "none"         # none | bfloat16: mixed precision (forward, backward, own sampler)
     logprob_chunk: int = 0         # >0: log-probs through the output head in chunks of this many tokens
-    prefix_sharing: str | bool = "auto"   # auto | on | off (YAML reads on/off as true/false: both accepted)
+    prefix_sharing: str | bool = "auto"   # auto | on | off | dense (YAML reads on/off as true/false: both accepted)
 
 
 @dataclass

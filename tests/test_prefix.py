@@ -84,6 +84,7 @@ def test_float32_close_and_plan(tiny_dir, tiny, path):
     assert torch.allclose(a * args[3], b * args[3], atol=1e-5)
     # on: split attention where supported, else the dense mask; off: naive
     assert choose(model, *args[:2], args[3], "on") == path and choose(model, *args[:2], args[3], "off") == "naive"
+    assert choose(model, *args[:2], args[3], "dense") == "dense"
     # auto: the cheapest path by the cost model if it saves >= 10%; a single unpadded row: naive
     c = costs(model, *args[:2], args[3])
     assert set(c) == ({"naive", "split", "dense"} if path == "split" else {"naive", "dense"})

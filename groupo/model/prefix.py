@@ -104,9 +104,12 @@ def costs(model, prompt_ids, prompt_mask, completion_mask) -> dict:
 
 def choose(model, prompt_ids, prompt_mask, completion_mask, mode: str) -> str:
     """"naive", "split" or "dense". ``mode`` "off": naive; "on": split attention where supported,
-    else the dense mask; "auto": the cheapest path by ``costs`` if it saves at least 10%."""
+    else the dense mask; "dense": the dense mask; "auto": the cheapest path by ``costs`` if it
+    saves at least 10%."""
     if mode == "off" or not supports(model) or prompt_ids.shape[0] == 0:
         return "naive"
+    if mode == "dense":
+        return "dense"
     if mode == "on":
         return "split" if split_supported(model) else "dense"
     c = costs(model, prompt_ids, prompt_mask, completion_mask)
