@@ -156,3 +156,19 @@ def test_split_attention_other_families_float64(kind, monkeypatch):
         lp_r, _ = completion_logprobs(configure(model, prefix_sharing="on"), right_i, right_m, c, cm, temperature=0.9)
     AttentionInterface._global_mapping.pop(prefix._ATTN, None)         # no spy left registered
     assert torch.allclose(lp_a, lp_r * cm, atol=1e-12, rtol=0)
+
+
+def test_prefix_bench_script_runs():
+    """bench/prefix_bench.py (part of `make bench`) on a one-layer model: times the three paths and
+    prints the target line of the path `auto` picks."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "bench/prefix_bench.py"), "--prompt", "24", "--completion", "4",
+                          "--reps", "1", "--hidden", "64", "--layers", "1", "--threads", "1"],
+                         capture_output=True, text=True, timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "split attention" in out.stdout and "dense-mask path" in out.stdout
+    assert [l for l in out.stdout.splitlines() if l.startswith("target prefix_fwd_bwd ")]
