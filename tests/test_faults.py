@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from groupo.train import checkpoint as ckpt
 
 
-def _run(out, tiny_dir, reward, *extra, fault=None):
+def _run(out, tiny_dir, reward, *extra, fault=None, sigint_default=False):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("GROUPO_FAULT", None)
     if fault:
@@ -27,7 +27,9 @@ def _run(out, tiny_dir, reward, *extra, fault=None):
             "warmstart.steps=0", "task.eval_size=8", "eval.n=8", "eval.before=false", "eval.after=false",
             "log.tensorboard=false", "checkpoint.every=1", "checkpoint.keep=10",
             f"rewards=[{{name: python, path: {reward}}}]", *extra]
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    # a child of a background job inherits SIGINT ignored; a terminal's Ctrl-C finds the default
+    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if sigint_default else None
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, preexec_fn=pre)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,24 @@ def test_kill_9_then_resume_matches_uninterrupted(reference, tiny_dir, fault, re
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert _metrics(d / "ref") == _metrics(out)
     assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".tmp")]   # stale temp cleaned
+
+
+def test_ctrl_c_right_after_an_optimizer_update_still_saves_that_step(reference, tiny_dir):
+    """SIGINT just after step 3's optimizer update (weights mid-step): the interrupt is held until
+    step 3 is logged, step 3 is saved (checkpoint.every=0: no other checkpoint), and --resume ends
+    bit-identical to the uninterrupted run."""
+    d, reward = reference
+    out = d / "int_opt"
+    r = _run(out, tiny_dir, reward, "checkpoint.every=0", fault="int_opt@3", sigint_default=True)
+    assert r.returncode == 130, r.stderr
+    assert "interrupt received" in r.stderr and "Traceback" not in r.stderr
+    assert ckpt.latest(out)[0] == 3 and len(_metrics(out)) == 3
+    r = _run(out, tiny_dir, reward, "checkpoint.every=0", "--resume")
+    assert r.returncode == 0, r.stderr
+    wa = load_file(d / "ref/checkpoints/step_4/model.safetensors")
+    wb = load_file(out / "checkpoints/step_4/model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert _metrics(d / "ref") == _metrics(out)
 
 
 def test_nan_gradient_step_is_skipped_with_metric_and_warning(reference, tiny_dir):

@@ -4,6 +4,7 @@ survives it. Phases:
 
 * ``gen``   kill -9 while generating step STEP's rollouts
 * ``opt``   kill -9 right after step STEP's optimizer update (weights mid-step)
+* ``int_opt``  SIGINT (Ctrl-C) to itself right after step STEP's optimizer update
 * ``ckpt``  kill -9 while checkpoint STEP is being written (model files written, not renamed)
 * ``nan_grad`` / ``nan_loss``  NaN gradients / loss at step STEP (``@*`` = every step)
 
@@ -31,3 +32,9 @@ def kill_if(phase: str, step: int) -> None:
     """SIGKILL this process when the fault ``phase@step`` is requested (no cleanup runs)."""
     if active(phase, step):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def interrupt_if(phase: str, step: int) -> None:
+    """Send this process SIGINT (a Ctrl-C) when the fault ``phase@step`` is requested."""
+    if active(phase, step):
+        os.kill(os.getpid(), signal.SIGINT)

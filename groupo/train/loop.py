@@ -28,6 +28,7 @@ from ..model.load import AdapterOff, add_lora, eos_ids, is_lora, load_model, loa
 from . import checkpoint as ckpt
 from .log import MetricsLogger, step_line
 from .step import collect
+from .interrupt import InterruptHold
 from .update import update
 from .warmstart import warm_start
 
@@ -47,6 +48,7 @@ class Run:
     alloc_state: dict = field(default_factory=dict)
     replay_state: dict = field(default_factory=dict)
     dirty: bool = False       # an optimizer update of the current step has been applied
+    hold: InterruptHold = field(default_factory=InterruptHold)   # Ctrl-C waits while dirty, until the step is logged
 
 
 def lr_lambda(t_cfg, total: int):
@@ -207,9 +209,11 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
                 progress.step(step, m)
             if cfg.log.line_every and step % cfg.log.line_every == 0:
                 say(step_line(step, t.steps, m))
+            run.hold.release()          # a Ctrl-C held since the optimizer update is raised here: step saved
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < t.steps:
                 save(step, snap)
     except KeyboardInterrupt:
+        run.hold.release(raise_pending=False)
         if logger:
             logger.close()
         if run.dirty:
@@ -220,6 +224,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
             say(f"[yellow]interrupted; saved step {done}. Continue with --resume.[/]")
         raise
     finally:
+        run.hold.release(raise_pending=False)
         if progress:
             progress.stop()
     if logger:

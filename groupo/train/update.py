@@ -92,11 +92,15 @@ def update(run, col, opt, sched, ref_model, step: int = 0) -> dict:
             opt.zero_grad(set_to_none=True)
             continue
         run.dirty = True       # from here until the step is logged, the weights are mid-step
+        hold = getattr(run, "hold", None)
+        if hold is not None:   # Ctrl-C from here waits until the step is logged (train/interrupt.py)
+            hold.start()
         opt.step()
         opt.zero_grad(set_to_none=True)     # free the gradients now: generation of the next step runs without them
         sched.step()
         run.model._groupo_weights_version = getattr(run.model, "_groupo_weights_version", 0) + 1   # vLLM resyncs
         faults.kill_if("opt", step)
+        faults.interrupt_if("int_opt", step)
         if it == 0:
             m.update(lm)
             m["grad_norm"] = float(gnorm)
