@@ -141,6 +141,7 @@ def groupo_side(model_dir: str, beta: float, aggregation: str, rows, tok):
 
     opt = NoStep()
     m = update_mod.update(run, col, opt, NoSchedule(), ref, step=1)
+    run.hold.release(raise_pending=False)      # the loop would after logging the step (train/interrupt.py)
     return m["loss"], opt.grads
 
 
