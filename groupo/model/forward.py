@@ -46,13 +46,15 @@ def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completi
     chunk = getattr(model, "_groupo_logprob_chunk", 0)
     mode = getattr(model, "_groupo_prefix", "off")
     if mode != "off":
-        from .prefix import choose, grid_logprobs, shared_prefix_logprobs
+        from .prefix import choose, grid_logprobs, plan, shared_prefix_logprobs, supports
 
-        path = choose(model, prompt_ids, prompt_mask, completion_mask, mode)
+        groups = plan(prompt_ids, prompt_mask, completion_mask)[0] if supports(model) else None   # grouped once
+        path = choose(model, prompt_ids, prompt_mask, completion_mask, mode, groups)
         if path != "naive":
             fn = grid_logprobs if path == "split" else shared_prefix_logprobs
             with _autocast(model, input_ids.device):
-                return fn(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature, with_entropy)
+                return fn(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature, with_entropy,
+                          groups=groups)
     with _autocast(model, input_ids.device):
         if chunk:
             return _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk)

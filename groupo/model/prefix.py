@@ -73,7 +73,7 @@ def split_supported(model) -> bool:
     return not any(getattr(m, "gradient_checkpointing", False) for m in model.get_decoder().modules())
 
 
-def costs(model, prompt_ids, prompt_mask, completion_mask) -> dict:
+def costs(model, prompt_ids, prompt_mask, completion_mask, groups=None) -> dict:
     """Estimated forward cost of each path, in multiply-adds: positions x 2 x (parameters of a
     layer) for the per-token work, plus attention score entries x 4 x heads x head_dim (Q K^T and
     P V). Checked against bench/prefix_bench.py on the CPU: predicted / measured ratios to the
@@ -88,7 +88,7 @@ def costs(model, prompt_ids, prompt_mask, completion_mask) -> dict:
                  else sum(p.numel() for p in decoder.parameters()) / max(n_layer, 1))
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     tok, ent = 2 * per_layer, 4 * cfg.num_attention_heads * head_dim
-    groups, _, _ = plan(prompt_ids, prompt_mask, completion_mask)
+    groups = groups if groups is not None else plan(prompt_ids, prompt_mask, completion_mask)[0]
     n, lp_all = prompt_ids.shape
     t = completion_mask.shape[1]
     lps, lens = prompt_mask.bool().sum(1), completion_mask.bool().sum(1)
@@ -102,7 +102,7 @@ def costs(model, prompt_ids, prompt_mask, completion_mask) -> dict:
     return out
 
 
-def choose(model, prompt_ids, prompt_mask, completion_mask, mode: str) -> str:
+def choose(model, prompt_ids, prompt_mask, completion_mask, mode: str, groups=None) -> str:
     """"naive", "split" or "dense". ``mode`` "off": naive; "on": split attention where supported,
     else the dense mask; "dense": the dense mask; "auto": the cheapest path by ``costs`` if it
     saves at least 10%."""
@@ -112,7 +112,7 @@ def choose(model, prompt_ids, prompt_mask, completion_mask, mode: str) -> str:
         return "dense"
     if mode == "on":
         return "split" if split_supported(model) else "dense"
-    c = costs(model, prompt_ids, prompt_mask, completion_mask)
+    c = costs(model, prompt_ids, prompt_mask, completion_mask, groups)
     best = min((k for k in c if k != "naive"), key=c.get)
     return best if c[best] < 0.9 * c["naive"] else "naive"
 
@@ -146,13 +146,13 @@ def _split_attention(module, query, key, value, attention_mask, dropout=0.0, sca
 
 
 def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0,
-                  with_entropy: bool = False):
+                  with_entropy: bool = False, groups=None):
     """Split-attention shared-prefix forward; same contract as ``forward.completion_logprobs``."""
     from transformers import AttentionInterface
 
     dev = prompt_ids.device
     n, t = completion_ids.shape
-    groups, _, _ = plan(prompt_ids, prompt_mask, completion_mask)
+    groups = groups if groups is not None else plan(prompt_ids, prompt_mask, completion_mask)[0]
     b, g = len(groups), max(len(x) for x in groups)
     pm = prompt_mask.bool()
     lp = max(int(pm.sum(1).max()), 1)
@@ -207,11 +207,11 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
 
 
 def shared_prefix_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                           temperature: float = 1.0, with_entropy: bool = False):
+                           temperature: float = 1.0, with_entropy: bool = False, groups=None):
     """Same contract as ``forward.completion_logprobs``: [N, T] log-probs (and entropies)."""
     dev = prompt_ids.device
     n, T = completion_ids.shape
-    groups, _, _ = plan(prompt_ids, prompt_mask, completion_mask)
+    groups = groups if groups is not None else plan(prompt_ids, prompt_mask, completion_mask)[0]
     pm, cm = prompt_mask.bool(), completion_mask.bool()
     seqs, poss, spans = [], [], []          # spans[b] = [(row, start of its response, length)]
     prefix_len = []

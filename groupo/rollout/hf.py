@@ -76,13 +76,14 @@ def categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -
     sums = probs[:, : full * BLOCK].reshape(b, full, BLOCK).sum(-1)
     if v > full * BLOCK:
         sums = torch.cat([sums, probs[:, full * BLOCK:].sum(-1, keepdim=True)], dim=1)
-    cum = sums.double().cumsum(-1)                                              # [B, blocks]
+    sums = sums.double()
+    cum = sums.cumsum(-1)                                                       # [B, blocks]
     blk = _search(cum, u)
     start = blk[:, None] * BLOCK
     before = (cum - sums).gather(1, blk[:, None])                               # mass of earlier blocks
     cols = start + torch.arange(BLOCK, device=probs.device)
     inner = probs.gather(1, cols.clamp(max=v - 1)).masked_fill(cols >= v, 0.0)  # [B, BLOCK]
-    rest = ((u * cum[:, -1:] - before) / sums.double().gather(1, blk[:, None])).clamp(0, 1)
+    rest = ((u * cum[:, -1:] - before) / sums.gather(1, blk[:, None])).clamp(0, 1)
     return blk * BLOCK + _search(inner.double().cumsum(-1), rest)
 
 
