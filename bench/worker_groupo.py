@@ -121,7 +121,8 @@ def main():
            "rows": median(per_step[i]["rows"] for i in timed),
            "zero_adv_rows_skipped": median(rows[i].get("rows/zero_adv_skipped", 0) for i in timed),
            "reward_mean": median(rows[i].get("reward/mean") for i in timed),
-           "prompts_match": ok_prompts, "peak_rss_mb": rss, **cont,
+           "prompts_match": ok_prompts, "cpu_gemm": __import__("groupo.model.gemm").model.gemm.backend(),
+           "cpu_gemm_probes": __import__("groupo.model.gemm").model.gemm.ratio(), "peak_rss_mb": rss, **cont,
            "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__}}
     emit(out)
 

@@ -129,7 +129,12 @@ def cmd_eval(args) -> int:
     if cfg.eval.n:
         items = items[: cfg.eval.n]
     tok = load_tokenizer(model_dir)
-    model = load_model(model_dir, cfg.model.dtype, pick_device(cfg.model.device))
+    device = pick_device(cfg.model.device)
+    if device.type == "cpu" and cfg.model.dtype == "float32":
+        from .model import gemm
+
+        gemm.select(cfg.model.cpu_gemm)      # as training does (model/gemm.py)
+    model = load_model(model_dir, cfg.model.dtype, device)
     res = evaluate(model, tok, items, cfg.template, eos_ids(tok, model), cfg.generation.max_new_tokens,
                    cfg.eval.samples, cfg.eval.temperature, cfg.eval.ks, cfg.eval.batch_size, seed=cfg.seed + 1)
     res = {"accuracy": res["accuracy"], "n": res["n"], **{k: v for k, v in res.items() if k not in ("accuracy", "n")},

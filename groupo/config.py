@@ -313,6 +313,7 @@ def _check_values(cfg: Config) -> None:
         m.prefix_sharing = "on" if m.prefix_sharing else "off"
     need(m.prefix_sharing in ("auto", "on", "off", "dense"),
          f"model.prefix_sharing must be auto, on, off or dense, got {m.prefix_sharing!r}")
+    need(m.cpu_gemm in ("auto", "onednn", "torch"), f"model.cpu_gemm must be auto, onednn or torch, got {m.cpu_gemm!r}")
     need(cfg.model.path or cfg.model.tiny, "model.path is required (a local Hugging Face model directory), e.g. model.path=./my-model")
     need(cfg.checkpoint.every >= 0 and cfg.checkpoint.keep >= 1, "checkpoint.every must be >= 0 and checkpoint.keep >= 1")
     for section, comp in cfg.components.items():   # components that depend on other sections

@@ -21,6 +21,7 @@ class ModelCfg:
     autocast: str = "none"         # none | bfloat16: mixed precision (forward, backward, own sampler)
     logprob_chunk: int = 0         # >0: log-probs through the output head in chunks of this many tokens
     prefix_sharing: str | bool = "auto"   # auto | on | off | dense (YAML reads on/off as true/false: both accepted)
+    cpu_gemm: str = "auto"         # auto | onednn | torch: float32 CPU products through oneDNN where faster (model/gemm.py)
 
 
 @dataclass

@@ -45,8 +45,9 @@ def _prompts(P: int, Lp: int, g: torch.Generator):
 
 
 @pytest.mark.parametrize("kind", ["llama", "llama_gqa", "qwen2", "qwen3"])
-@pytest.mark.parametrize("sizes", [[3, 3, 3], [2, 4, 1]])          # shared prompt cache / copied per row
-def test_lean_logits_match_the_transformers_forward(kind, sizes):
+@pytest.mark.parametrize("sizes,layout", [([3, 3, 3], "shared"), ([3, 3, 3], "rows"), ([3, 3, 3], "auto"),
+                                          ([2, 4, 1], "auto")])       # prompt cache shared per group / per row
+def test_lean_logits_match_the_transformers_forward(kind, sizes, layout):
     from transformers import DynamicCache
 
     model = _model(kind)
@@ -61,8 +62,9 @@ def test_lean_logits_match_the_transformers_forward(kind, sizes):
         out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=pos, use_cache=True,
                     **{hf._CACHE_ARG(model): DynamicCache(config=model.config)})
     cache = getattr(out, "cache", None) or out.past_key_values
-    dec = lean.LeanDecoder(model, rows, Lp, T)
-    assert dec.shared == (len(set(sizes)) == 1)
+    dec = lean.LeanDecoder(model, rows, Lp, T, layout=layout)
+    # auto: shared when groups are equal and the prompt (7) is longer than the generation (6)
+    assert dec.shared == (layout == "shared" or (layout == "auto" and len(set(sizes)) == 1))
     dec.load_prefill(cache, p_mask)
     toks = torch.randint(2, 50, (n, T), generator=g)
     full_ids, full_mask = p_ids[rows], p_mask[rows]
@@ -75,7 +77,7 @@ def test_lean_logits_match_the_transformers_forward(kind, sizes):
             ref = model(input_ids=full_ids, attention_mask=full_mask,
                         position_ids=(full_mask.cumsum(1) - 1).clamp(min=0)).logits[:, -1]
         assert got.shape == ref.shape
-        assert (got - ref).abs().max().item() < 1e-10, (kind, sizes, t)
+        assert (got - ref).abs().max().item() < 1e-10, (kind, sizes, layout, t)
 
 
 @pytest.mark.parametrize("kind", ["llama_gqa", "qwen3"])

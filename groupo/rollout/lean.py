@@ -30,6 +30,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from ..model.gemm import Packed
+
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 
 
@@ -77,63 +79,93 @@ def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
     return w * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    h = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., h:], x[..., :h]), dim=-1) * sin
+def _rms_heads(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """``_rms`` over the last dim of x [n, heads, D] with a weight per head w [heads, D]."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), None, eps) * w
+    xf = x.float()
+    return w * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
 class LeanDecoder:
     """Decode state for the rows of ``rows`` ([n] prompt index of each row, sorted) with room for
     ``max_new`` new tokens after prompts of ``prompt_len`` (left-padded) tokens.
 
-    Shared-prefix attention: when every prompt has the same number of rows G, the prompt's keys
-    and values are kept once per prompt ([P, heads, Lp, D]) and a group's G queries attend to them
-    with one matrix product (each row reading its own copy of the prompt cache was half of a decode
-    step on the CPU); the generated tokens' keys and values are per row. The two score blocks are
-    normalised by one softmax over their concatenation, so the result is the plain attention over
-    prompt + generated tokens. With unequal group sizes the prompt cache is copied to each row
-    (G = 1, the same code)."""
+    Fewer tensor operations per layer than the model's forward (the per-operation cost is what a
+    small model's decode step is made of on the CPU): q/k/v and gate/up are one product each; the
+    attention scale is folded into the query weights (or Qwen3's q-norm weight); RoPE is applied to
+    the queries and keys together as ``x cos + flip(x) sin'`` (``flip`` swaps the two halves,
+    ``sin'`` carries rotate_half's sign).
+
+    Two cache layouts (``layout``):
+
+    * ``"rows"``: one cache per row [n, heads, Lp + max_new, D] with the prompt's keys and values
+      copied in; attention is two batched products and one softmax. Used when the prompt is at
+      most ``max_new`` tokens long (the copy is then no larger than the generated part) or group
+      sizes differ.
+    * ``"shared"``: every prompt has G rows; the prompt's keys and values are kept once per prompt
+      ([P, heads, Lp, D]) and a group's G queries attend to them with one matrix product (each row
+      reading its own copy of a long prompt cache was half of a decode step on the CPU); the
+      generated tokens' keys and values are per row, and one softmax runs over the concatenated
+      scores, so the result is the plain attention over prompt + generated tokens."""
 
     @torch.no_grad()
-    def __init__(self, model, rows: torch.Tensor, prompt_len: int, max_new: int):
+    def __init__(self, model, rows: torch.Tensor, prompt_len: int, max_new: int, layout: str = "auto"):
         cfg, inner = model.config, model.model
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
         self.n = rows.numel()
         counts = torch.bincount(rows)
-        self.shared = bool(counts.numel() > 0 and (counts == counts[0]).all() and int(counts[0]) > 1)
-        self.rows = rows
+        equal = bool(counts.numel() > 0 and (counts == counts[0]).all() and int(counts[0]) > 1)
+        if layout == "auto":
+            layout = "shared" if equal and prompt_len > max_new else "rows"
+        if layout not in ("rows", "shared") or (layout == "shared" and not equal):
+            raise ValueError(f"layout {layout!r} (shared needs equal group sizes > 1)")
+        self.shared = layout == "shared"
+        self.rows, self.lp = rows, prompt_len
         self.P = counts.numel() if self.shared else self.n
         self.G = self.n // self.P if self.P else 1
         self.heads = cfg.num_attention_heads
         self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
         self.rep = self.heads // self.kv_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
-        self.embed, self.final_norm, self.head = inner.embed_tokens.weight, inner.norm.weight, model.lm_head.weight
+        self.head_dim = D = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.embed, self.final_norm = inner.embed_tokens.weight, inner.norm.weight
         self.eps = cfg.rms_norm_eps
         self.act = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu,
                     "gelu_pytorch_tanh": lambda t: F.gelu(t, approximate="tanh")}[getattr(cfg, "hidden_act", "silu")]
+        lin = lambda w, b=None: Packed(w, b, self.n)    # noqa: E731  (pre-packed for oneDNN where it is in force)
+        H, Hk = self.heads, self.kv_heads
         self.layers = []
         for layer in inner.layers:
             a, m = layer.self_attn, layer.mlp
-            w_qkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])
-            b_qkv = (torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]) if a.q_proj.bias is not None else None)
+            scale = getattr(a, "scaling", D ** -0.5)
             qn, kn = getattr(a, "q_norm", None), getattr(a, "k_norm", None)
+            wq = a.q_proj.weight if qn is not None else a.q_proj.weight * scale      # scale folded into q
+            w_qkv = torch.cat([wq, a.k_proj.weight, a.v_proj.weight])
+            b_qkv = None
+            if a.q_proj.bias is not None:
+                bq = a.q_proj.bias if qn is not None else a.q_proj.bias * scale
+                b_qkv = torch.cat([bq, a.k_proj.bias, a.v_proj.bias])
+            qk_norm = None
+            if qn is not None:          # Qwen3: per-head RMSNorm of q (scaled) and k, one weight row per head
+                qk_norm = torch.cat([(qn.weight * scale).expand(H, D), kn.weight.expand(Hk, D)])
             self.layers.append(dict(
                 ln1=layer.input_layernorm.weight, ln2=layer.post_attention_layernorm.weight,
-                w_qkv=w_qkv, b_qkv=b_qkv, w_o=a.o_proj.weight,
-                w_gu=torch.cat([m.gate_proj.weight, m.up_proj.weight]), w_down=m.down_proj.weight,
-                q_norm=None if qn is None else qn.weight, k_norm=None if kn is None else kn.weight,
-                scale=getattr(a, "scaling", self.head_dim ** -0.5)))
-        shape = (self.n, self.kv_heads, max_new, self.head_dim)
-        self.kg = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
-        self.vg = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+                qkv=lin(w_qkv, b_qkv), o=lin(a.o_proj.weight), gu=lin(torch.cat([m.gate_proj.weight, m.up_proj.weight])),
+                down=lin(m.down_proj.weight), qk_norm=qk_norm))
+        self.head = lin(model.lm_head.weight)
+        width = max_new if self.shared else prompt_len + max_new
+        shape = (self.n, Hk, width, D)
+        self.k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        self.v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
         self.kp: list = []
         self.vp: list = []
         pos = torch.arange(prompt_len + max_new, device=self.device)[None]
         cos, sin = inner.rotary_emb(self.embed[:1][None], pos)         # [1, positions, head_dim]
-        self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
-        self.pmask = None
+        h = D // 2
+        self.cos = cos[0].to(self.dtype)
+        self.sin = torch.cat([-sin[0, :, :h], sin[0, :, h:]], -1).to(self.dtype)   # rotate_half's sign
+        self.mask = None
         self.t = 0
 
     @torch.no_grad()
@@ -141,29 +173,39 @@ class LeanDecoder:
         """Take the prompts' keys and values from a transformers cache of the prefill (one row per
         prompt); ``prompt_mask`` [P, Lp] marks the real (not left-padding) tokens."""
         layers = getattr(cache, "layers", None)
-        pick = (lambda x: x) if self.shared else (lambda x: x[self.rows])
+        lp = self.lp
         for i in range(len(self.layers)):
             k, v = (layers[i].keys, layers[i].values) if layers is not None else (cache.key_cache[i], cache.value_cache[i])
-            self.kp.append(pick(k).contiguous())
-            self.vp.append(pick(v).contiguous())
-        m = pick(prompt_mask).bool()
-        self.pmask = torch.zeros(m.shape, dtype=self.dtype, device=self.device).masked_fill(~m, float("-inf"))
-        self.pmask = self.pmask[:, None, None, :]                      # [P, 1, 1, Lp] added to the scores
+            if self.shared:
+                self.kp.append(k.contiguous())
+                self.vp.append(v.contiguous())
+            else:
+                self.k[i][:, :, :lp] = k[self.rows]
+                self.v[i][:, :, :lp] = v[self.rows]
+        m = (prompt_mask if self.shared else prompt_mask[self.rows]).bool()
+        if not self.shared:         # the generated columns are always attended
+            m = torch.cat([m, m.new_ones(m.shape[0], self.k[0].shape[2] - lp)], 1)
+        self.mask = torch.zeros(m.shape, dtype=self.dtype, device=self.device).masked_fill(~m, float("-inf"))
+        self.mask = self.mask[:, None, None, :]                        # added to the scores
 
-    def _attend(self, i: int, q: torch.Tensor, scale: float) -> torch.Tensor:
-        """q [n, H, D] -> attention output [n, H * D] over the prompt and the generated tokens."""
-        n, P, G, Hk, rep, D, t = self.n, self.P, self.G, self.kv_heads, self.rep, self.head_dim, self.t
-        qg = q.view(P, G, Hk, rep, D).transpose(1, 2).reshape(P, Hk, G * rep, D)
-        sp = torch.matmul(qg, self.kp[i].transpose(-1, -2)) * scale + self.pmask      # [P, Hk, G*rep, Lp]
+    def _attend(self, i: int, q: torch.Tensor) -> torch.Tensor:
+        """q [n, H, D] (already scaled) -> attention output [n, H * D] over prompt + generated tokens."""
+        n, Hk, rep, D, t = self.n, self.kv_heads, self.rep, self.head_dim, self.t
+        qr = q.reshape(n, Hk, rep, D)
+        if not self.shared:
+            end = self.lp + t + 1
+            s = torch.matmul(qr, self.k[i][:, :, :end].transpose(-1, -2)) + self.mask[..., :end]
+            return torch.matmul(torch.softmax(s, dim=-1), self.v[i][:, :, :end]).reshape(n, Hk * rep * D)
+        P, G = self.P, self.G
+        qg = qr.view(P, G, Hk, rep, D).transpose(1, 2).reshape(P, Hk, G * rep, D)
+        sp = torch.matmul(qg, self.kp[i].transpose(-1, -2)) + self.mask                 # [P, Hk, G*rep, Lp]
         sp = sp.view(P, Hk, G, rep, -1).transpose(1, 2).reshape(n, Hk, rep, -1)
-        qr = q.view(n, Hk, rep, D)
-        kg, vg = self.kg[i][:, :, : t + 1], self.vg[i][:, :, : t + 1]
-        sg = torch.matmul(qr, kg.transpose(-1, -2)) * scale                           # [n, Hk, rep, t+1]
+        sg = torch.matmul(qr, self.k[i][:, :, : t + 1].transpose(-1, -2))              # [n, Hk, rep, t+1]
         pr = torch.softmax(torch.cat([sp, sg], dim=-1), dim=-1)
         lp = sp.shape[-1]
         pp = pr[..., :lp].reshape(P, G, Hk, rep, lp).transpose(1, 2).reshape(P, Hk, G * rep, lp)
         op = torch.matmul(pp, self.vp[i]).view(P, Hk, G, rep, D).transpose(1, 2).reshape(n, Hk, rep, D)
-        og = torch.matmul(pr[..., lp:], vg)
+        og = torch.matmul(pr[..., lp:], self.v[i][:, :, : t + 1])
         return (op + og).reshape(n, Hk * rep * D)
 
     @torch.no_grad()
@@ -171,22 +213,20 @@ class LeanDecoder:
         """Logits [n, V] for one new token per row; ``pos`` [n] is each token's position id."""
         n, t = self.n, self.t
         H, Hk, D = self.heads, self.kv_heads, self.head_dim
+        col = t if self.shared else self.lp + t                                       # cache column of this token
         cos, sin = self.cos[pos][:, None, :], self.sin[pos][:, None, :]               # [n, 1, D]
         x = F.embedding(tok, self.embed)                                             # [n, hidden]
         for i, w in enumerate(self.layers):
-            h = _rms(x, w["ln1"], self.eps)
-            qkv = F.linear(h, w["w_qkv"], w["b_qkv"])
-            q = qkv[:, : H * D].view(n, H, D)
-            k = qkv[:, H * D: (H + Hk) * D].view(n, Hk, D)
-            v = qkv[:, (H + Hk) * D:].view(n, Hk, D)
-            if w["q_norm"] is not None:
-                q, k = _rms(q, w["q_norm"], self.eps), _rms(k, w["k_norm"], self.eps)
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-            self.kg[i][:, :, t] = k
-            self.vg[i][:, :, t] = v
-            x = x + F.linear(self._attend(i, q, w["scale"]), w["w_o"])
-            h = _rms(x, w["ln2"], self.eps)
-            g, u = F.linear(h, w["w_gu"]).chunk(2, dim=-1)
-            x = x + F.linear(self.act(g) * u, w["w_down"])
+            qkv = w["qkv"](_rms(x, w["ln1"], self.eps))
+            qk = qkv[:, : (H + Hk) * D].view(n, H + Hk, D)
+            if w["qk_norm"] is not None:
+                qk = _rms_heads(qk, w["qk_norm"], self.eps)
+            swapped = qk.reshape(n, H + Hk, 2, D // 2).flip(2).reshape(n, H + Hk, D)
+            qk = torch.addcmul(qk * cos, swapped, sin)                                 # RoPE
+            self.k[i][:, :, col] = qk[:, H:]
+            self.v[i][:, :, col] = qkv[:, (H + Hk) * D:].view(n, Hk, D)
+            x = x + w["o"](self._attend(i, qk[:, :H]))
+            g, u = w["gu"](_rms(x, w["ln2"], self.eps)).chunk(2, dim=-1)
+            x = x + w["down"](self.act(g) * u)
         self.t = t + 1
-        return F.linear(_rms(x, self.final_norm, self.eps), self.head)
+        return self.head(_rms(x, self.final_norm, self.eps))

@@ -23,6 +23,7 @@ import torch
 
 from .. import dist
 from ..eval.evaluate import evaluate
+from ..model import gemm
 from ..model.forward import configure
 from ..model.load import AdapterOff, add_lora, eos_ids, is_lora, load_model, load_tokenizer, pick_device, set_threads
 from . import checkpoint as ckpt
@@ -62,6 +63,20 @@ def lr_lambda(t_cfg, total: int):
     return f
 
 
+def _select_gemm(cfg, device, model) -> str:
+    """Pick the float32 CPU product backend (model/gemm.py) once for the run; with several
+    processes rank 0's choice holds everywhere. Returns the text for the start-up line."""
+    if device.type != "cpu" or cfg.model.dtype != "float32":
+        gemm.select("torch")
+        return ""
+    chosen = dist.gather_objects(gemm.select(cfg.model.cpu_gemm, model))[0]
+    r = gemm.ratio()
+    gemm.select(chosen)
+    probes = "" if r is None else " (oneDNN/torch time: decode " + " training ".join(
+        f"{x:.2f}" for x in r if x is not None) + ")"
+    return f" | float32 products on {chosen}{probes}"
+
+
 def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None) -> dict:
     run_dir = Path(run_dir)
     say = console.print if console is not None else (lambda *a, **k: None)
@@ -89,13 +104,13 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         f" | processes {dist.world()}" if dist.world() > 1 else "")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     wait = os.environ.get("OMP_WAIT_POLICY", "default")
-    say(f"run dir {run_dir} | torch threads {threads} ({os.cpu_count()} cores, load {load:.1f}, OpenMP wait {wait}) "
-        f"| device {device}{procs}")
-
     run = Run(cfg, run_dir)
     model_dir = _model_dir(cfg, last)
     run.tokenizer = load_tokenizer(model_dir)
     run.model = load_model(model_dir, cfg.model.dtype, device)
+    mm = _select_gemm(cfg, device, run.model)
+    say(f"run dir {run_dir} | torch threads {threads} ({os.cpu_count()} cores, load {load:.1f}, OpenMP wait {wait}) "
+        f"| device {device}{procs}{mm}")
     run.model.train()
     run.eos_ids = eos_ids(run.tokenizer, run.model)
     g = cfg.generation
@@ -121,6 +136,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     if mc.gradient_checkpointing:
         run.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     configure(run.model, mc.logprob_chunk, mc.autocast, mc.prefix_sharing)
+    gemm.install(run.model)
     ref_model = None
     if cfg.kl.coef != 0.0 and is_lora(run.model):
         ref_model = configure(AdapterOff(run.model), mc.logprob_chunk, mc.autocast, mc.prefix_sharing)   # base weights, no copy
@@ -128,6 +144,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         ref_dir = run_dir / "init" if (run_dir / "init").exists() else Path(cfg.model.path)
         ref_model = load_model(ref_dir, cfg.model.dtype, device).eval().requires_grad_(False)
         configure(ref_model, mc.logprob_chunk, mc.autocast, mc.prefix_sharing)
+        gemm.install(ref_model)
 
     def run_eval(tag):
         return evaluate(run.model, run.tokenizer, eval_items, cfg.template, run.eos_ids, g.max_new_tokens,
@@ -162,11 +179,13 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         if cfg.model.threads <= 0 and state.get("threads"):
             threads = set_threads(int(state["threads"]))   # same reduction order as the interrupted run
             say(f"torch threads {threads} (as in the checkpoint)")
+        if state.get("gemm") and cfg.model.cpu_gemm == "auto" and state["gemm"] != gemm.backend():
+            say(f"float32 products on {gemm.select(state['gemm'])} (as in the checkpoint)")
         run.replay_state = state.get("replay", run.replay_state)
         say(f"resumed from {last[1]} (step {start})")
 
     def snapshot():
-        return {"threads": threads, "py_rng": step_rng.getstate(), "gen_rng": gen.get_state(), "torch_rng": torch.random.get_rng_state(),
+        return {"threads": threads, "gemm": gemm.backend(), "py_rng": step_rng.getstate(), "gen_rng": gen.get_state(), "torch_rng": torch.random.get_rng_state(),
                 "sampler": json.loads(json.dumps(run.sampler_state)),
                 "allocation": json.loads(json.dumps(run.alloc_state)),
                 "replay": json.loads(json.dumps(run.replay_state))}

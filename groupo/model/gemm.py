@@ -1,0 +1,225 @@
+"""Float32 matrix products on the CPU through oneDNN, on machines where torch's own float32
+product (MKL's sgemm) is measurably slower.
+
+PyTorch's CPU ``F.linear`` / ``torch.mm`` in float32 call MKL. On AMD CPUs MKL does not take its
+fastest code path, while oneDNN (inside every x86 torch build: its bf16 products and inference
+paths use it) chooses kernels by instruction set. Measured on this project's 2-core AMD EPYC
+(Zen 4, AVX-512), float32, 2 threads:
+
+    square 1024 / 2048 products            torch 150 / 159-172 GFLOP/s, oneDNN 197-199 / 214-216
+    25M decode step, 64 rows (4 shapes)    1.2-1.4x faster with weights pre-packed for 64 rows
+    25M model: whole generation call       1.17 s -> 0.90 s; forward + backward ~6% faster
+    K = 128 shapes (the 1M model)          mixed, within noise: left on torch (``MIN_DIM``)
+
+So nothing is assumed: ``select("auto")`` times a 64-row product with a packed 2048 x 512 weight
+both ways (decode) and, if oneDNN wins there, a 1024^3 product (training), once per process and
+thread count, and uses oneDNN where it takes < 0.9x / 0.95x torch's time (measured here: 0.43-0.76
+and 0.75-0.87). The choice is one word, logged, kept in checkpoints (a resumed run multiplies the
+same way) and taken from rank 0 with several processes. A model with no layer large enough
+(both sides >= ``MIN_DIM``) is not probed.
+
+Numerics: both are IEEE float32 products with a different summation order. Against a float64
+product, oneDNN's largest error was ~2.5x MKL's on this machine (K = 512: 1.2e-4 vs 4.9e-5 on
+outputs of size ~20; K = 1408: 2.1e-4 vs 6.7e-5): float32 rounding either way, not a precision
+mode. The tests compare the paths (forward, gradients, decode logits).
+
+* ``select(mode)``: "auto" | "onednn" | "onednn_decode" | "torch" -> the backend now in force.
+* ``install(model)``: float32 ``nn.Linear`` layers whose sides are both >= ``MIN_DIM`` compute the
+  forward product and the input gradient through oneDNN (an autograd function; the weight
+  gradient dW = dY^T X stays on ``torch.mm``: over the long token dimension oneDNN was 0-30%
+  slower in every layout tried). Other dtypes, autocast and other devices use ``F.linear``.
+* ``Packed``: a weight pre-packed for a fixed row count (the decode step of rollout/lean.py).
+
+The oneDNN entry points are torch's private ``torch.ops.mkldnn._linear_pointwise`` and
+``_reorder_linear_weight`` (what torch.compile's CPU backend emits); ``available()`` checks they
+exist and reproduce ``F.linear`` on a probe, else torch's path is used.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+MIN_DIM = 256           # both sides of a weight at least this (smaller products: no consistent gain)
+THRESHOLD = 0.9         # "auto": oneDNN for decoding when its probe takes < this x torch's time
+THRESHOLD_TRAIN = 0.95  # ... and for training products when their probe takes < this x torch's time
+_STATE = {"backend": "torch", "available": None, "ratio": None}
+_PROBED: dict = {}       # thread count -> (decode probe, training probe)
+
+
+def available() -> bool:
+    """oneDNN's linear ops exist in this torch and reproduce ``F.linear`` on a probe."""
+    if _STATE["available"] is None:
+        ok = False
+        try:
+            if torch.backends.mkldnn.is_available():
+                g = torch.Generator().manual_seed(0)
+                x, w, b = (torch.randn(5, 24, generator=g), torch.randn(16, 24, generator=g),
+                           torch.randn(16, generator=g))
+                ref = F.linear(x, w, b)
+                y = _dnn(x, w, b)
+                y2 = _dnn(x, torch.ops.mkldnn._reorder_linear_weight(w, 5), b)
+                ok = bool(torch.allclose(y, ref, rtol=1e-5, atol=1e-5) and torch.allclose(y2, ref, rtol=1e-5, atol=1e-5))
+        except Exception:       # an op missing or refusing these arguments: stay on torch's path
+            ok = False
+        _STATE["available"] = ok
+    return _STATE["available"]
+
+
+def backend() -> str:
+    return _STATE["backend"]
+
+
+def ratio() -> tuple | None:
+    """(decode probe, training probe) of the last ``select("auto")``; None where not probed."""
+    return _STATE["ratio"]
+
+
+def _dnn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+
+def _best(fn, reps: int = 3) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def speed_ratio(ours, ref, rounds: int = 5) -> float:
+    """Median over ``rounds`` of (best of 3 calls of ``ours``) / (best of 3 calls of ``ref``), timed
+    alternately after a warm-up call of each (single timings drift too much on a shared machine)."""
+    with torch.no_grad():
+        ours()
+        ref()
+        r = sorted(_best(ours) / max(_best(ref), 1e-9) for _ in range(rounds))
+    return r[len(r) // 2]
+
+
+def probe_decode() -> float:
+    """oneDNN/torch time of a 64-row product with a 2048 x 512 weight packed for 64 rows."""
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(64, 512, generator=g), torch.randn(2048, 512, generator=g)
+    pw = torch.ops.mkldnn._reorder_linear_weight(w, 64)
+    return speed_ratio(lambda: _dnn(x, pw, None), lambda: F.linear(x, w))
+
+
+def probe_train() -> float:
+    """oneDNN/torch time of a 1024 x 1024 x 1024 product (plain weight, as in training)."""
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
+    return speed_ratio(lambda: _dnn(x, w, None), lambda: F.linear(x, w))
+
+
+BACKENDS = ("torch", "onednn", "onednn_decode")
+
+
+def _big_linear(model) -> bool:
+    return any(type(m) is torch.nn.Linear and min(m.weight.shape) >= MIN_DIM for m in model.modules())
+
+
+def select(mode: str = "auto", model=None) -> str:
+    """Set the float32 CPU product backend and return it: "torch"; "onednn" (decode and
+    training products); "onednn_decode" (the decode step's packed products only); or "auto":
+    oneDNN for decoding when ``probe_decode()`` < ``THRESHOLD``, and for training too when also
+    ``probe_train()`` < ``THRESHOLD_TRAIN`` (probed once per process and thread count; not at all
+    when ``model`` has no layer large enough to use it). Without oneDNN: torch."""
+    if mode not in BACKENDS + ("auto",):
+        raise ValueError(f"cpu_gemm must be auto, onednn or torch, got {mode!r}")
+    chosen, _STATE["ratio"] = "torch", None
+    if mode != "torch" and available():
+        if mode != "auto":
+            chosen = mode
+        elif model is None or _big_linear(model):
+            key = torch.get_num_threads()
+            if key not in _PROBED:
+                dec = probe_decode()
+                _PROBED[key] = (dec, probe_train() if dec < THRESHOLD else None)
+            dec, tr = _STATE["ratio"] = _PROBED[key]
+            if dec < THRESHOLD:
+                chosen = "onednn" if tr < THRESHOLD_TRAIN else "onednn_decode"
+    _STATE["backend"] = chosen
+    return chosen
+
+
+def _packable(w: torch.Tensor) -> bool:
+    return (_STATE["backend"] in ("onednn", "onednn_decode") and w.dtype == torch.float32
+            and w.device.type == "cpu" and w.dim() == 2 and min(w.shape) >= MIN_DIM)
+
+
+def _eligible(w: torch.Tensor) -> bool:
+    return (_STATE["backend"] == "onednn" and w.dtype == torch.float32 and w.device.type == "cpu"
+            and w.dim() == 2 and min(w.shape) >= MIN_DIM)
+
+
+class Packed:
+    """``F.linear(x, w, b)`` for inputs of ``rows`` rows; with the oneDNN backend and a large
+    enough float32 weight, ``w`` is pre-packed for that row count once (a copy of the weight: it
+    does not follow later updates, so build one per generation call)."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor | None = None, rows: int = 0):
+        self.w, self.b, self.packed = w, b, None
+        if rows > 0 and _packable(w) and (b is None or b.dtype == w.dtype):
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), rows)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None and x.dtype == torch.float32 and x.dim() == 2:
+            return _dnn(x, self.packed, self.b)
+        return F.linear(x, self.w, self.b)
+
+
+class _Linear(torch.autograd.Function):
+    """y = x w^T + b and dx = dy w through oneDNN; dw = dy^T x and db on torch."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return _dnn(x.reshape(-1, x.shape[-1]), w, b).view(*x.shape[:-1], w.shape[0])
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        g2 = gy.reshape(-1, gy.shape[-1])
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = _dnn(g2, w.t(), None).view(x.shape)
+        if ctx.needs_input_grad[1]:
+            dw = g2.t().mm(x.reshape(-1, x.shape[-1]))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = g2.sum(0)
+        return dx, dw, db
+
+
+def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    """``nn.Linear.forward`` replacement installed by ``install``."""
+    w, b = self.weight, self.bias
+    if (_eligible(w) and x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[-1] == w.shape[1]
+            and (b is None or b.dtype == torch.float32) and not torch.is_autocast_enabled("cpu")):
+        if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
+            return _Linear.apply(x, w, b)
+        return _dnn(x.reshape(-1, x.shape[-1]), w, b).view(*x.shape[:-1], w.shape[0])
+    return F.linear(x, w, b)
+
+
+def install(model) -> int:
+    """Route ``model``'s plain ``nn.Linear`` layers through ``_forward`` (which checks the backend
+    and the tensors on every call, so installing is harmless where oneDNN is not used). Returns
+    the number of layers that take the oneDNN path under the current backend."""
+    if not available():
+        return 0
+    n = 0
+    for mod in model.modules():
+        if type(mod) is torch.nn.Linear:
+            mod.forward = _forward.__get__(mod)
+            n += int(_eligible(mod.weight))
+    return n
+
+
+def uninstall(model) -> None:
+    for mod in model.modules():
+        if type(mod) is torch.nn.Linear and "forward" in mod.__dict__:
+            del mod.forward
