@@ -23,7 +23,8 @@ Per step, with P prompts of mean length Lp, N = P x G rows and mean completion l
 The count is the naive step's work for both libraries: where groupo computes less (skipped
 zero-advantage rows, a prompt computed once per group), its percentage is an effective rate.
 
-The bound: FLOPs / (step time x measured fp32 GEMM rate with the same thread count), so
+The bound: FLOPs / (step time x measured fp32 GEMM rate with the same thread count: the faster
+of torch.matmul and oneDNN on square products), so
 100% would mean every FLOP ran at large-matmul speed; small models cannot get there, but
 the figure shows how far each library is from the hardware.
 """
@@ -64,8 +65,10 @@ def step_flops(cfg, prompts: int, rows: int, prompt_len: float, completion_len: 
 
 
 def matmul_gflops(threads: int, sizes=(1024, 2048), reps: int = 5) -> dict:
-    """Measured fp32 GEMM throughput (torch.matmul, best of ``reps`` per size) with
-    ``threads`` torch threads: {"n=1024": GFLOP/s, ..., "best": GFLOP/s}."""
+    """Measured fp32 GEMM throughput (best of ``reps`` per size) with ``threads`` torch threads,
+    through torch.matmul (MKL) and through oneDNN (``torch.ops.mkldnn._linear_pointwise``, where
+    this torch has it; groupo uses it where faster, groupo/model/gemm.py):
+    {"n=1024": GFLOP/s, ..., "onednn n=1024": ..., "best": the fastest of all}."""
     import torch
 
     torch.set_num_threads(threads)
@@ -79,6 +82,17 @@ def matmul_gflops(threads: int, sizes=(1024, 2048), reps: int = 5) -> dict:
             torch.matmul(a, b, out=c)
             best = min(best, time.perf_counter() - t0)
         out[f"n={n}"] = round(2 * n ** 3 / best / 1e9, 1)
+        try:
+            lin = torch.ops.mkldnn._linear_pointwise
+            lin(a, b, None, "none", [], "")
+            best = float("inf")
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                lin(a, b, None, "none", [], "")
+                best = min(best, time.perf_counter() - t0)
+            out[f"onednn n={n}"] = round(2 * n ** 3 / best / 1e9, 1)
+        except (AttributeError, RuntimeError):
+            pass
     out["best"] = max(out.values())
     return out
 

@@ -128,7 +128,7 @@ def markdown(meta: dict, results: list[dict], equiv: list[dict] | None, targets:
     out = [f"# groupo vs TRL {v.get('trl', '?')}: {meta['date']}", "",
            f"Machine: {meta['cpu']}, {meta['cores']} cores, torch {v.get('torch')}, transformers "
            f"{v.get('transformers')}, Python {meta['python']}; {meta['threads']} torch thread(s) on both sides, "
-           f"OpenMP wait policy {meta.get('omp_wait_policy', 'default')} on both sides; load average at start {meta['loadavg_start']:.2f}; measured fp32 matmul (torch.matmul, n=1024/2048, same "
+           f"OpenMP wait policy {meta.get('omp_wait_policy', 'default')} on both sides; load average at start {meta['loadavg_start']:.2f}; measured fp32 matmul (the faster of torch.matmul and oneDNN, n=1024/2048, same "
            f"threads) {meta['gflops']['start']['best']:.1f} GFLOP/s before and {meta['gflops']['end']['best']:.1f} "
            f"after the runs, the bound uses {meta['gflops']['best']:.1f}; {meta['reps']} runs per library and configuration, alternating order; "
            f"each run: {meta['warmup']} warm-up steps, median of {meta['steps']} timed steps.", "",

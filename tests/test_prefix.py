@@ -97,7 +97,8 @@ def test_float32_close_and_plan(tiny_dir, tiny, path):
 
 def test_cost_model_by_hand(tiny):
     """costs() for 2 prompts x 2 rows, prompt 3 (no padding), completions of width 4 (lengths 4, 2, 4, 1):
-    per position 2 x (parameters of a layer), per score entry 4 x heads x head_dim."""
+    per position 2 x (parameters of a layer), per score entry 4 x heads x head_dim. The naive and
+    split inputs end before the last completion column (width 3); the dense path packs real tokens."""
     model, _ = tiny
     cfg = model.config
     tok = 2 * sum(p.numel() for p in model.model.layers[0].parameters())
@@ -105,9 +106,9 @@ def test_cost_model_by_hand(tiny):
     pi = torch.tensor([[5, 6, 7], [5, 6, 7], [8, 9, 10], [8, 9, 10]])
     cm = (torch.arange(4)[None] < torch.tensor([4, 2, 4, 1])[:, None]).long()
     c = costs(model, pi, torch.ones_like(pi), cm)
-    assert c["naive"] == 4 * 7 * tok + 4 * 49 * ent
+    assert c["naive"] == 4 * 6 * tok + 4 * 36 * ent
     assert c["dense"] == 2 * 9 * tok + 2 * 81 * ent              # longest packed row: 3 + 4 + 2
-    assert c["split"] == 2 * (3 + 2 * 4) * tok + (2 * 9 + 2 * 2 * 4 * 7) * ent
+    assert c["split"] == 2 * (3 + 2 * 3) * tok + (2 * 9 + 2 * 2 * 3 * 6) * ent
 
 
 def test_split_path_skipped_under_activation_checkpointing(tiny_dir):
@@ -172,3 +173,25 @@ def test_prefix_bench_script_runs():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "split attention" in out.stdout and "dense-mask path" in out.stdout
     assert [l for l in out.stdout.splitlines() if l.startswith("target prefix_fwd_bwd ")]
+
+
+@pytest.mark.parametrize("width", [1, 2, 9])
+def test_leaving_out_the_last_completion_token_is_exact(tiny_dir, tiny, width):
+    """The forwards end their input before the last completion column (its output predicts
+    nothing scored): log-probs equal a full-width forward of the model itself (a float64 model;
+    completion_logprobs returns float32), for the naive path and the grid, widths 1, 2 and 9."""
+    import torch.nn.functional as F
+
+    _, tok = tiny
+    model = load_model(tiny_dir).double()
+    pi, pm, c, cm = _batch(tok)
+    c, cm = c[:, :width], cm[:, :width].clone()
+    cm[:, 0] = 1                                          # every row has at least one token
+    ids = torch.cat([pi, c], 1)
+    mask = torch.cat([pm, cm], 1)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
+        full = F.log_softmax(logits[:, pi.shape[1] - 1:-1], -1).gather(-1, c[..., None])[..., 0] * cm
+        for mode in ("off", "on"):
+            lp, _ = completion_logprobs(configure(model, prefix_sharing=mode), pi, pm, c, cm)
+            assert torch.allclose(lp.double() * cm, full, atol=1e-6, rtol=0), mode     # log-probs come back float32

@@ -1,7 +1,7 @@
 """Log-probabilities of completion tokens under a causal LM (the naive forward).
 
 Layout: prompts left-padded to Lp, completions right-padded to T, concatenated to
-[N, Lp+T]. Position ids come from the attention mask, so left padding does not shift
+[N, Lp+T], the last column left out (the last completion token predicts nothing scored). Position ids come from the attention mask, so left padding does not shift
 positions. Log-probs are computed as logit - logsumexp(logits) on the completion
 positions only, without keeping a full-vocabulary log-softmax tensor.
 Following TRL and verl, logits are divided by the sampling temperature first, so the
@@ -55,12 +55,14 @@ def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completi
             with _autocast(model, input_ids.device):
                 return fn(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature, with_entropy,
                           groups=groups)
+    if T:       # the last completion token is no input to anything scored: left out of the forward
+        input_ids, attn, pos = input_ids[:, :-1], attn[:, :-1], pos[:, :-1]
     with _autocast(model, input_ids.device):
         if chunk:
             return _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk)
         out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=False,
-                    logits_to_keep=T + 1)
-    logits = out.logits[:, -(T + 1):-1, :].float()          # [N, T, V] predicting the completion tokens
+                    logits_to_keep=T)
+    logits = out.logits[:, out.logits.shape[1] - T:, :].float()   # [N, T, V] predicting the completion tokens
     return _token_logprobs(logits, completion_ids, temperature, with_entropy)
 
 
@@ -89,7 +91,7 @@ def _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entr
     T = completion_ids.shape[1]
     body, head = model.get_decoder(), model.get_output_embeddings()
     hidden = body(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=False).last_hidden_state
-    hidden = hidden[:, -(T + 1):-1, :]                       # [N, T, H]
+    hidden = hidden[:, hidden.shape[1] - T:, :]              # [N, T, H] (the input ends before the last token)
 
     def part(h, ids):
         return _token_logprobs(head(h).float(), ids, temperature, False)[0]

@@ -14,7 +14,7 @@ Two implementations:
 * **Split attention** (``grid_logprobs``; Llama, Mistral, Qwen2, Qwen3 without activation
   checkpointing), as in the paper: the batch is a grid, one row per prompt,
   ``[prefix (left-padded to the longest prompt) ; slot 1 ; ... ; slot G]`` with each slot a
-  completion at its full width T. Each attention layer makes two calls of
+  completion at width T - 1 (its last token is no input to anything scored). Each attention layer makes two calls of
   ``scaled_dot_product_attention`` through transformers' attention interface: the prefix
   attends causally to itself; the G slots' queries attend to the prefix's keys and values
   (shared, the same tensors for every slot) plus their own slot causally. Attention costs what
@@ -93,12 +93,13 @@ def costs(model, prompt_ids, prompt_mask, completion_mask, groups=None) -> dict:
     t = completion_mask.shape[1]
     lps, lens = prompt_mask.bool().sum(1), completion_mask.bool().sum(1)
     b = len(groups)
-    out = {"naive": n * (lp_all + t) * tok + n * (lp_all + t) ** 2 * ent}
+    ti = max(t - 1, 1)           # the last completion token is never an input whose output is used
+    out = {"naive": n * (lp_all + ti) * tok + n * (lp_all + ti) ** 2 * ent}
     packed = max((int(lps[g[0]]) + int(lens[g].sum()) for g in groups), default=0)
     out["dense"] = b * packed * tok + b * packed ** 2 * ent
     if split_supported(model):
         lp, gm = int(lps.max()) if n else 0, max((len(g) for g in groups), default=0)
-        out["split"] = b * (lp + gm * t) * tok + (b * lp * lp + b * gm * t * (lp + t)) * ent
+        out["split"] = b * (lp + gm * ti) * tok + (b * lp * lp + b * gm * ti * (lp + ti)) * ent
     return out
 
 
@@ -171,21 +172,23 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
         row_b[rows] = bi
         row_j[rows] = torch.arange(len(rows), device=dev)
     slot = row_b * g + row_j                                                # [N] slot of each row
+    # a slot holds the completion's tokens but the last: its output predicts nothing we score
+    w = max(t - 1, 1)
     pad = completion_ids.new_zeros(())
-    s_ids = pad.expand(b * g, t).clone()
-    s_ids[slot] = completion_ids
-    s_mask = torch.zeros(b * g, t, dtype=torch.bool, device=dev)
-    s_mask[slot] = completion_mask.bool()
-    ids = torch.cat([pre_ids, s_ids.view(b, g * t)], 1)                     # [B, lp + G*T]
+    s_ids = pad.expand(b * g, w).clone()
+    s_ids[slot, : min(t, w)] = completion_ids[:, :w]
+    s_mask = torch.zeros(b * g, w, dtype=torch.bool, device=dev)
+    s_mask[slot, : min(t, w)] = completion_mask[:, :w].bool()
+    ids = torch.cat([pre_ids, s_ids.view(b, g * w)], 1)                     # [B, lp + G*w]
     pre_pos = (pre_mask.long().cumsum(1) - 1).clamp(min=0)
-    s_pos = (n_p[:, None] + torch.arange(t, device=dev)).repeat(1, g)      # every slot restarts after the prompt
+    s_pos = (n_p[:, None] + torch.arange(w, device=dev)).repeat(1, g)      # every slot restarts after the prompt
     pos = torch.cat([pre_pos, s_pos], 1)
     eye_p = torch.eye(lp, dtype=torch.bool, device=dev)
     pmask = (torch.ones(lp, lp, dtype=torch.bool, device=dev).tril() & pre_mask[:, None, :]) | eye_p
-    causal = torch.ones(t, t, dtype=torch.bool, device=dev).tril()
-    s_self = (causal & s_mask[:, None, :]) | torch.eye(t, dtype=torch.bool, device=dev)
-    s_pre = pre_mask.repeat_interleave(g, 0)[:, None, :].expand(b * g, t, lp)
-    rmask = torch.cat([s_pre, s_self], 2)[:, None]                         # [B*G, 1, T, lp + T]
+    causal = torch.ones(w, w, dtype=torch.bool, device=dev).tril()
+    s_self = (causal & s_mask[:, None, :]) | torch.eye(w, dtype=torch.bool, device=dev)
+    s_pre = pre_mask.repeat_interleave(g, 0)[:, None, :].expand(b * g, w, lp)
+    rmask = torch.cat([s_pre, s_self], 2)[:, None]                         # [B*G, 1, w, lp + w]
     decoder = model.get_decoder()
     cfg = decoder.config
     if _ATTN not in AttentionInterface._global_mapping:
@@ -194,13 +197,13 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
     cfg._attn_implementation = _ATTN
     try:
         hidden = decoder(input_ids=ids, position_ids=pos, use_cache=False,
-                         groupo_grid=(lp, g, t, pmask[:, None], rmask)).last_hidden_state   # [B, L, H]
+                         groupo_grid=(lp, g, w, pmask[:, None], rmask)).last_hidden_state   # [B, L, H]
     finally:
         cfg._attn_implementation = before
     # the position predicting token k of a row: the last prompt position for k = 0, else the slot's k-1
-    width = lp + g * t
+    width = lp + g * w
     src = torch.cat([torch.full((n, 1), lp - 1, device=dev),
-                     lp + row_j[:, None] * t + torch.arange(t - 1, device=dev)], 1)   # [N, T]
+                     lp + row_j[:, None] * w + torch.arange(t - 1, device=dev)], 1)   # [N, T]
     h = hidden.reshape(b * width, -1)[(row_b[:, None] * width + src).reshape(-1)].view(n, t, -1)
     logits = model.get_output_embeddings()(h).float()
     return _token_logprobs(logits, completion_ids, temperature, with_entropy)
