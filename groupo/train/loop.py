@@ -180,7 +180,9 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
             threads = set_threads(int(state["threads"]))   # same reduction order as the interrupted run
             say(f"torch threads {threads} (as in the checkpoint)")
         if state.get("gemm") and cfg.model.cpu_gemm == "auto" and state["gemm"] != gemm.backend():
-            say(f"float32 products on {gemm.select(state['gemm'])} (as in the checkpoint)")
+            got = gemm.select(state["gemm"])
+            say(f"float32 products on {got} " + ("(as in the checkpoint)" if got == state["gemm"] else
+                                                 f"(the checkpoint's {state['gemm']} is not available here)"))
         run.replay_state = state.get("replay", run.replay_state)
         say(f"resumed from {last[1]} (step {start})")
 
