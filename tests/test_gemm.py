@@ -40,6 +40,9 @@ def test_onednn_linear_forward_and_gradients_match_torch(bias):
         assert _close(a, b)
     with torch.no_grad():                          # the no-grad path (reference / old log-probs)
         assert _close(lin(x), y_ref)
+    xs = x.detach().clone().requires_grad_(True)   # y.sum(): the output gradient is a stride-0 expand
+    lin(xs).sum().backward()
+    assert _close(xs.grad, torch.ones(3, 70, 260) @ lin.weight.detach())
     # float64 inputs, bfloat16 autocast and small layers keep torch's own product, bit for bit
     with torch.no_grad():
         x64, lin64 = x.double(), torch.nn.Linear(300, 260).double()
