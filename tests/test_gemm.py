@@ -126,6 +126,25 @@ def test_lean_decode_with_packed_weights_matches_the_plain_decode():
     assert _close(logits["onednn"], logits["torch"], rel=1e-5)
 
 
+def test_no_packed_copies_when_they_would_not_fit_in_memory(monkeypatch):
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from groupo.rollout import lean
+
+    cfg = LlamaConfig(vocab_size=300, hidden_size=256, intermediate_size=512, num_hidden_layers=1,
+                      num_attention_heads=4, max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
+                      bos_token_id=None)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    gemm.select("onednn")
+    rows = torch.zeros(4, dtype=torch.long)
+    assert lean.LeanDecoder(model, rows, 3, 2).layers[0]["gu"].packed is not None
+    weights = sum(4 * p.numel() for p in model.model.layers.parameters())
+    monkeypatch.setattr(gemm, "mem_available", lambda: int(weights / gemm.PACK_MEM_FRACTION) - 1)
+    assert lean.LeanDecoder(model, rows, 3, 2).layers[0]["gu"].packed is None
+    monkeypatch.setattr(gemm, "mem_available", lambda: None)
+    assert lean.LeanDecoder(model, rows, 3, 2).layers[0]["gu"].packed is not None
+
+
 def test_resume_keeps_the_backend_of_the_checkpoint(tiny_dir, tmp_path, monkeypatch):
     """A run that multiplied on oneDNN resumes on oneDNN even if this process's probe would say
     otherwise (the products' summation order is part of an exact resume)."""

@@ -28,7 +28,9 @@ mode. The tests compare the paths (forward, gradients, decode logits).
   forward product and the input gradient through oneDNN (an autograd function; the weight
   gradient dW = dY^T X stays on ``torch.mm``: over the long token dimension oneDNN was 0-30%
   slower in every layout tried). Other dtypes, autocast and other devices use ``F.linear``.
-* ``Packed``: a weight pre-packed for a fixed row count (the decode step of rollout/lean.py).
+* ``Packed``: a weight pre-packed for a fixed row count (the decode step of rollout/lean.py). The
+  packed copies live for one generation call next to the model (+4 bytes per parameter); the
+  decode step packs only when they fit ``PACK_MEM_FRACTION`` of the available memory.
 
 The oneDNN entry points are torch's private ``torch.ops.mkldnn._linear_pointwise`` and
 ``_reorder_linear_weight`` (what torch.compile's CPU backend emits); ``available()`` checks they
@@ -153,6 +155,28 @@ def _packable(w: torch.Tensor) -> bool:
 def _eligible(w: torch.Tensor) -> bool:
     return (_STATE["backend"] == "onednn" and w.dtype == torch.float32 and w.device.type == "cpu"
             and w.dim() == 2 and min(w.shape) >= MIN_DIM)
+
+
+def mem_available() -> int | None:
+    """Bytes the kernel reports as available (Linux /proc/meminfo), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+PACK_MEM_FRACTION = 0.25    # packed copies of a model's weights may take at most this share of free memory
+
+
+def packing_fits(weight_bytes: int) -> bool:
+    """Whether packed copies of ``weight_bytes`` of weights fit ``PACK_MEM_FRACTION`` of the
+    available memory (a generation call holds them next to the model; unknown memory: yes)."""
+    avail = mem_available()
+    return avail is None or weight_bytes <= PACK_MEM_FRACTION * avail
 
 
 class Packed:

@@ -30,7 +30,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from ..model.gemm import Packed
+from ..model.gemm import Packed, packing_fits
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 
@@ -133,7 +133,9 @@ class LeanDecoder:
         self.eps = cfg.rms_norm_eps
         self.act = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu,
                     "gelu_pytorch_tanh": lambda t: F.gelu(t, approximate="tanh")}[getattr(cfg, "hidden_act", "silu")]
-        lin = lambda w, b=None: Packed(w, b, self.n)    # noqa: E731  (pre-packed for oneDNN where it is in force)
+        # weights pre-packed for oneDNN where it is in force and the copies fit in memory (model/gemm.py)
+        rows = self.n if packing_fits(sum(4 * q.numel() for q in inner.layers.parameters())) else 0
+        lin = lambda w, b=None: Packed(w, b, rows)    # noqa: E731
         H, Hk = self.heads, self.kv_heads
         self.layers = []
         for layer in inner.layers:
