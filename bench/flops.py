@@ -30,7 +30,6 @@ the figure shows how far each library is from the hardware.
 """
 from __future__ import annotations
 
-import time
 
 
 def _shape(cfg):
@@ -71,26 +70,22 @@ def matmul_gflops(threads: int, sizes=(1024, 2048), reps: int = 5) -> dict:
     {"n=1024": GFLOP/s, ..., "onednn n=1024": ..., "best": the fastest of all}."""
     import torch
 
+    from groupo.model.gemm import best_time
+
+    def _best_s(fn, reps):
+        fn()                                               # warm-up
+        return best_time(fn, reps)
+
     torch.set_num_threads(threads)
     out = {}
     for n in sizes:
         a, b = torch.randn(n, n), torch.randn(n, n)
-        c = a @ b                                          # warm-up
-        best = float("inf")
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            torch.matmul(a, b, out=c)
-            best = min(best, time.perf_counter() - t0)
-        out[f"n={n}"] = round(2 * n ** 3 / best / 1e9, 1)
+        c = torch.empty(n, n)
+        out[f"n={n}"] = round(2 * n ** 3 / _best_s(lambda: torch.matmul(a, b, out=c), reps) / 1e9, 1)
         try:
             lin = torch.ops.mkldnn._linear_pointwise
-            lin(a, b, None, "none", [], "")
-            best = float("inf")
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                lin(a, b, None, "none", [], "")
-                best = min(best, time.perf_counter() - t0)
-            out[f"onednn n={n}"] = round(2 * n ** 3 / best / 1e9, 1)
+            t = _best_s(lambda: lin(a, b, None, "none", [], ""), reps)
+            out[f"onednn n={n}"] = round(2 * n ** 3 / t / 1e9, 1)
         except (AttributeError, RuntimeError):
             pass
     out["best"] = max(out.values())

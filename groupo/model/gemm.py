@@ -83,7 +83,13 @@ def _dnn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tens
     return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
 
 
-def _best(fn, reps: int = 3) -> float:
+def _dnn_nd(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """``_dnn`` over the last dimension of x [..., K] -> [..., N]."""
+    return _dnn(x.reshape(-1, x.shape[-1]), w, b).view(*x.shape[:-1], w.shape[0])
+
+
+def best_time(fn, reps: int = 3) -> float:
+    """Shortest of ``reps`` timed calls of ``fn``, in seconds."""
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -98,7 +104,7 @@ def speed_ratio(ours, ref, rounds: int = 5) -> float:
     with torch.no_grad():
         ours()
         ref()
-        r = sorted(_best(ours) / max(_best(ref), 1e-9) for _ in range(rounds))
+        r = sorted(best_time(ours) / max(best_time(ref), 1e-9) for _ in range(rounds))
     return r[len(r) // 2]
 
 
@@ -148,13 +154,10 @@ def select(mode: str = "auto", model=None) -> str:
     return chosen
 
 
-def _packable(w: torch.Tensor) -> bool:
-    return (_STATE["backend"] in ("onednn", "onednn_decode") and w.dtype == torch.float32
-            and w.device.type == "cpu" and w.dim() == 2 and min(w.shape) >= MIN_DIM)
-
-
-def _eligible(w: torch.Tensor) -> bool:
-    return (_STATE["backend"] == "onednn" and w.dtype == torch.float32 and w.device.type == "cpu"
+def _uses_onednn(w: torch.Tensor, backends: tuple = ("onednn",)) -> bool:
+    """The backend in force is one of ``backends`` and ``w`` is a float32 CPU weight with both
+    sides >= ``MIN_DIM``."""
+    return (_STATE["backend"] in backends and w.dtype == torch.float32 and w.device.type == "cpu"
             and w.dim() == 2 and min(w.shape) >= MIN_DIM)
 
 
@@ -187,7 +190,7 @@ class Packed:
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor | None = None, rows: int = 0):
         self.w, self.b, self.packed = w, b, None
-        if rows > 0 and _packable(w) and (b is None or b.dtype == w.dtype):
+        if rows > 0 and _uses_onednn(w, ("onednn", "onednn_decode")) and (b is None or b.dtype == w.dtype):
             self.packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), rows)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,7 +206,7 @@ class _Linear(torch.autograd.Function):
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
-        return _dnn(x.reshape(-1, x.shape[-1]), w, b).view(*x.shape[:-1], w.shape[0])
+        return _dnn_nd(x, w, b)
 
     @staticmethod
     def backward(ctx, gy):
@@ -222,11 +225,11 @@ class _Linear(torch.autograd.Function):
 def _forward(self, x: torch.Tensor) -> torch.Tensor:
     """``nn.Linear.forward`` replacement installed by ``install``."""
     w, b = self.weight, self.bias
-    if (_eligible(w) and x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[-1] == w.shape[1]
+    if (_uses_onednn(w) and x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[-1] == w.shape[1]
             and (b is None or b.dtype == torch.float32) and not torch.is_autocast_enabled("cpu")):
         if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
             return _Linear.apply(x, w, b)
-        return _dnn(x.reshape(-1, x.shape[-1]), w, b).view(*x.shape[:-1], w.shape[0])
+        return _dnn_nd(x, w, b)
     return F.linear(x, w, b)
 
 
@@ -240,7 +243,7 @@ def install(model) -> int:
     for mod in model.modules():
         if type(mod) is torch.nn.Linear:
             mod.forward = _forward.__get__(mod)
-            n += int(_eligible(mod.weight))
+            n += int(_uses_onednn(mod.weight))
     return n
 
 

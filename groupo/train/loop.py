@@ -69,9 +69,10 @@ def _select_gemm(cfg, device, model) -> str:
     if device.type != "cpu" or cfg.model.dtype != "float32":
         gemm.select("torch")
         return ""
-    chosen = dist.gather_objects(gemm.select(cfg.model.cpu_gemm, model))[0]
-    r = gemm.ratio()
-    gemm.select(chosen)
+    local = gemm.select(cfg.model.cpu_gemm, model)
+    chosen, r = dist.gather_objects(local)[0], gemm.ratio()
+    if chosen != local:
+        gemm.select(chosen)
     probes = "" if r is None else " (oneDNN/torch time: decode " + " training ".join(
         f"{x:.2f}" for x in r if x is not None) + ")"
     return f" | float32 products on {chosen}{probes}"
