@@ -45,9 +45,11 @@ def _prompts(P: int, Lp: int, g: torch.Generator):
 
 
 @pytest.mark.parametrize("kind", ["llama", "llama_gqa", "qwen2", "qwen3"])
-@pytest.mark.parametrize("sizes,layout", [([3, 3, 3], "shared"), ([3, 3, 3], "rows"), ([3, 3, 3], "auto"),
-                                          ([2, 4, 1], "auto")])       # prompt cache shared per group / per row
-def test_lean_logits_match_the_transformers_forward(kind, sizes, layout):
+@pytest.mark.parametrize("sizes,layout,start", [([3, 3, 3], "shared", 32), ([3, 3, 3], "rows", 32),
+                                                ([3, 3, 3], "auto", 32), ([2, 4, 1], "auto", 32),
+                                                # caches that grow during the generation (2 -> 4 -> 6 columns)
+                                                ([3, 3, 3], "shared", 2), ([2, 4, 1], "rows", 2)])
+def test_lean_logits_match_the_transformers_forward(kind, sizes, layout, start):
     from transformers import DynamicCache
 
     model = _model(kind)
@@ -62,7 +64,7 @@ def test_lean_logits_match_the_transformers_forward(kind, sizes, layout):
         out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=pos, use_cache=True,
                     **{hf._CACHE_ARG(model): DynamicCache(config=model.config)})
     cache = getattr(out, "cache", None) or out.past_key_values
-    dec = lean.LeanDecoder(model, rows, Lp, T, layout=layout)
+    dec = lean.LeanDecoder(model, rows, Lp, T, layout=layout, start=start)
     # auto: shared when groups are equal and the prompt (7) is longer than the generation (6)
     assert dec.shared == (layout == "shared" or (layout == "auto" and len(set(sizes)) == 1))
     dec.load_prefill(cache, p_mask)
@@ -78,6 +80,7 @@ def test_lean_logits_match_the_transformers_forward(kind, sizes, layout):
                         position_ids=(full_mask.cumsum(1) - 1).clamp(min=0)).logits[:, -1]
         assert got.shape == ref.shape
         assert (got - ref).abs().max().item() < 1e-10, (kind, sizes, layout, t)
+    assert dec.cap == T         # start 2: grown twice (2 -> 4 -> 6); start 32: min(T, 32) from the first step
 
 
 @pytest.mark.parametrize("kind", ["llama_gqa", "qwen3"])

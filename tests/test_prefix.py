@@ -17,12 +17,18 @@ from groupo.model import prefix
 from groupo.model.prefix import choose, costs, plan
 
 
-@pytest.fixture(params=["split", "dense"])
+@pytest.fixture(params=["split", "split_sdpa", "split_grid", "dense"])
 def path(request, monkeypatch):
-    """Which shared-prefix implementation ``prefix_sharing=on`` takes for the (Llama) tiny model."""
+    """Which shared-prefix implementation ``prefix_sharing=on`` takes for the (Llama) tiny model
+    (split_sdpa: the split path with its slots' attention through scaled_dot_product_attention;
+    split_grid: the split path with the decoder on the whole grid, not the packed tokens)."""
     if request.param == "dense":
         monkeypatch.setattr(prefix, "split_supported", lambda model: False)
-    return request.param
+    if request.param == "split_sdpa":
+        monkeypatch.setattr(prefix, "EXPLICIT_MAX_SCORES", 0)
+    if request.param == "split_grid":
+        monkeypatch.setattr(prefix, "PACK_BELOW", 0.0)
+    return request.param.split("_")[0]
 
 
 def _batch(tok):
@@ -99,6 +105,9 @@ def test_cost_model_by_hand(tiny):
     """costs() for 2 prompts x 2 rows, prompt 3 (no padding), completions of width 4 (lengths 4, 2, 4, 1):
     per position 2 x (parameters of a layer), per score entry 4 x heads x head_dim. The naive and
     split inputs end before the last completion column (width 3); the dense path packs real tokens."""
+    from groupo.model.prefix import slot_inputs
+
+    assert slot_inputs(torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])).tolist() == [3, 1, 2, 0]
     model, _ = tiny
     cfg = model.config
     tok = 2 * sum(p.numel() for p in model.model.layers[0].parameters())
@@ -108,7 +117,9 @@ def test_cost_model_by_hand(tiny):
     c = costs(model, pi, torch.ones_like(pi), cm)
     assert c["naive"] == 4 * 6 * tok + 4 * 36 * ent
     assert c["dense"] == 2 * 9 * tok + 2 * 81 * ent              # longest packed row: 3 + 4 + 2
-    assert c["split"] == 2 * (3 + 2 * 3) * tok + (2 * 9 + 2 * 2 * 3 * 6) * ent
+    # split: per-token work on the packed inputs (2 prompts x 3, then 3 + 1 + 3 + 0 completion
+    # tokens before each row's last one), attention over the grid of width 3 + 2 x 3
+    assert c["split"] == (6 + 7) * tok + (2 * 9 + 2 * 2 * 3 * 6) * ent
 
 
 def test_split_path_skipped_under_activation_checkpointing(tiny_dir):
@@ -139,13 +150,15 @@ def test_split_attention_other_families_float64(kind, monkeypatch):
     cm = (torch.arange(5)[None] < torch.tensor([5, 2, 4, 1, 5, 3])[:, None]).long()
     calls = []
     real = prefix._split_attention
-    monkeypatch.setattr(prefix, "_split_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(prefix, "_split_attention", lambda *a, **k: calls.append(a[1].shape[2]) or real(*a, **k))
     from transformers import AttentionInterface
     AttentionInterface._global_mapping.pop(prefix._ATTN, None)      # registered again with the spy
     lp_a, ent_a, g_a = _run(configure(model, prefix_sharing="off"), (pi, pm, c, cm), 0.9)
     lp_b, ent_b, g_b = _run(configure(model, prefix_sharing="on"), (pi, pm, c, cm), 0.9)
     AttentionInterface._global_mapping.pop(prefix._ATTN, None)
-    assert len(calls) == model.config.num_hidden_layers
+    # the decoder ran on the packed tokens: prompts 4 + 7 + 7, completion inputs 4+1+3+0+4+2 (not the
+    # grid's 3 x (7 + 3 x 4) positions)
+    assert calls == [32] * model.config.num_hidden_layers
     assert model.config._attn_implementation != prefix._ATTN           # put back after the forward
     assert torch.allclose(lp_a, lp_b, atol=1e-12, rtol=0) and torch.allclose(ent_a, ent_b, atol=1e-12, rtol=0)
     scale = max(float(a.abs().max()) for a in g_a)

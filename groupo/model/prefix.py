@@ -63,6 +63,15 @@ def plan(prompt_ids, prompt_mask, completion_mask) -> tuple[list[list[int]], int
 
 
 SPLIT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+# the slots' attention as explicit products and softmax while its score tensor has at most this
+# many entries (else scaled_dot_product_attention, which keeps no score tensor): at the bench's
+# shapes torch's CPU flash kernel took ~2x as long (1M: 1.6 vs 0.8 ms forward, 5.3 vs 2.2-2.8 ms
+# forward + backward per layer; 25M: 5.2-6.0 vs 2.9-3.9 and 12.5-21 vs 9-12.5 ms)
+EXPLICIT_MAX_SCORES = 1 << 23
+# the decoder runs on the packed tokens when they are fewer than this share of the grid's positions
+# (scattering q/k/v into the grid and gathering the output back cost ~3-10% of a forward when
+# nothing is left out)
+PACK_BELOW = 0.9
 _ATTN = "groupo_split_prefix"
 
 
@@ -78,7 +87,8 @@ def costs(model, prompt_ids, prompt_mask, completion_mask, groups=None) -> dict:
     layer) for the per-token work, plus attention score entries x 4 x heads x head_dim (Q K^T and
     P V). Checked against bench/prefix_bench.py on the CPU: predicted / measured ratios to the
     naive path 0.22/0.22 and 0.21/0.20 (prompt 512, 1 x 8 completions of 32-64), 0.86/0.88 and
-    0.72/0.74 (25M-shaped model, 8 x 8 completions of 16-32 after 6-token prompts).
+    0.72/0.74 (25M-shaped model, 8 x 8 completions of 16-32 after 6-token prompts; measured before
+    the split path ran on packed tokens, which now also skips slot padding).
     Keys: "naive", "dense", and "split" when ``split_supported``."""
     cfg = model.config
     decoder = model.get_decoder()
@@ -97,10 +107,20 @@ def costs(model, prompt_ids, prompt_mask, completion_mask, groups=None) -> dict:
     out = {"naive": n * (lp_all + ti) * tok + n * (lp_all + ti) ** 2 * ent}
     packed = max((int(lps[g[0]]) + int(lens[g].sum()) for g in groups), default=0)
     out["dense"] = b * packed * tok + b * packed ** 2 * ent
-    if split_supported(model):
+    if split_supported(model):      # per-token work on the packed tokens only, attention over the grid
         lp, gm = int(lps.max()) if n else 0, max((len(g) for g in groups), default=0)
-        out["split"] = b * (lp + gm * ti) * tok + (b * lp * lp + b * gm * ti * (lp + ti)) * ent
+        inputs, grid = sum(max(int(lps[g[0]]), 1) for g in groups) + int(slot_inputs(completion_mask).sum()), b * (lp + gm * ti)
+        out["split"] = (inputs if inputs < PACK_BELOW * grid else grid) * tok + (b * lp * lp + b * gm * ti * (lp + ti)) * ent
     return out
+
+
+def slot_inputs(completion_mask: torch.Tensor) -> torch.Tensor:
+    """[N] completion tokens each row needs as inputs: those before its last scored token."""
+    t = completion_mask.shape[1]
+    if not t:
+        return completion_mask.new_zeros(completion_mask.shape[0], dtype=torch.long)
+    cols = torch.arange(1, t + 1, device=completion_mask.device)
+    return ((completion_mask.bool() * cols).amax(1) - 1).clamp(min=0)
 
 
 def choose(model, prompt_ids, prompt_mask, completion_mask, mode: str, groups=None) -> str:
@@ -120,35 +140,67 @@ def choose(model, prompt_ids, prompt_mask, completion_mask, mode: str, groups=No
 
 def _split_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, groupo_grid=None,
                      **kwargs):
-    """Attention over the grid: query [B, H, L, D], key/value [B, Hk, L, D] with L = Lp + G x T.
-    Returns [B, L, H, D] (transformers' attention-interface contract)."""
+    """Attention over the grid. query [1, H, Ntok, D], key/value [1, Hk, Ntok, D]: the packed
+    tokens (``grid_logprobs``), scattered here into the grid [B, heads, Lp + G x w, D] (positions
+    left out stay zero; no kept query attends to them). Returns [1, Ntok, H, D] (transformers'
+    attention-interface contract)."""
     import torch.nn.functional as F
 
-    lp, g, t, pmask, rmask = groupo_grid
-    b, h, _, d = query.shape
-    hk = key.shape[1]
+    lp, g, t, pmask, rmask, additive, keep, b = groupo_grid
+    h, d, hk = query.shape[1], query.shape[3], key.shape[1]
+    width = lp + g * t
     gqa = hk != h
-    kp, vp = key[:, :, :lp], value[:, :, :lp]
-    out_p = F.scaled_dot_product_attention(query[:, :, :lp], kp, vp, attn_mask=pmask, dropout_p=dropout,
-                                           scale=scaling, enable_gqa=gqa)
 
-    def slots(x, heads):            # [B, heads, G*T, D] -> [B*G, heads, T, D]
-        return x[:, :, lp:].reshape(b, heads, g, t, d).transpose(1, 2).reshape(b * g, heads, t, d)
+    def grid(x):                    # [1, heads, Ntok, D] (or [B, heads, width, D]) -> [B, width, heads, D]
+        heads = x.shape[1]
+        if keep is None:
+            return x.transpose(1, 2)
+        return x.new_zeros(b * width, heads, d).index_copy(0, keep, x[0].transpose(0, 1)).view(b, width, heads, d)
+
+    def slots(x):                   # [B, width, heads, D] -> [B*G, heads, T, D]
+        return x[:, lp:].view(b, g, t, x.shape[2], d).permute(0, 1, 3, 2, 4).reshape(b * g, x.shape[2], t, d)
 
     def shared(x):                  # the prefix's keys/values, the same for every slot of a row
         return x.unsqueeze(1).expand(b, g, hk, lp, d).reshape(b * g, hk, lp, d)
 
-    k = torch.cat([shared(kp), slots(key, hk)], dim=2)
-    v = torch.cat([shared(vp), slots(value, hk)], dim=2)
-    out_r = F.scaled_dot_product_attention(slots(query, h), k, v, attn_mask=rmask, dropout_p=dropout,
-                                           scale=scaling, enable_gqa=gqa)
-    out_r = out_r.reshape(b, g, h, t, d).transpose(1, 2).reshape(b, h, g * t, d)
-    return torch.cat([out_p, out_r], dim=2).transpose(1, 2).contiguous(), None
+    query, key, value = grid(query), grid(key), grid(value)
+    kp, vp = key[:, :lp].transpose(1, 2), value[:, :lp].transpose(1, 2)    # [B, Hk, lp, D]
+    out_p = F.scaled_dot_product_attention(query[:, :lp].transpose(1, 2), kp, vp, attn_mask=pmask,
+                                           dropout_p=dropout, scale=scaling, enable_gqa=gqa)
+    k = torch.cat([shared(kp), slots(key)], dim=2)
+    v = torch.cat([shared(vp), slots(value)], dim=2)
+    q = slots(query)
+    if dropout == 0 and q.shape[0] * h * t * (lp + t) <= EXPLICIT_MAX_SCORES:
+        # scores, softmax and the weighted sum as three plain ops (grouped-query: a kv head's
+        # query heads stacked along the rows)
+        bg, rep = q.shape[0], h // hk
+        if q.dtype not in additive:     # the mask as -inf / 0, made once per forward and dtype
+            additive[q.dtype] = torch.zeros(rmask.shape, dtype=q.dtype, device=q.device).masked_fill(~rmask, float("-inf"))
+        sc = scaling if scaling is not None else d ** -0.5
+        s = torch.matmul(q.reshape(bg, hk, rep * t, d), k.transpose(-1, -2)).view(bg, h, t, lp + t) * sc
+        s = s + additive[q.dtype]
+        out_r = torch.matmul(torch.softmax(s, dim=-1).view(bg, hk, rep * t, lp + t), v).view(bg, h, t, d)
+    else:
+        out_r = F.scaled_dot_product_attention(q, k, v, attn_mask=rmask, dropout_p=dropout, scale=scaling,
+                                               enable_gqa=gqa)
+    out_r = out_r.view(b, g, h, t, d).permute(0, 1, 3, 2, 4).reshape(b, g * t, h, d)
+    out = torch.cat([out_p.transpose(1, 2), out_r], dim=1)                           # [B, width, H, D]
+    return (out if keep is None else out.view(b * width, h, d).index_select(0, keep)[None]), None
 
 
 def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0,
                   with_entropy: bool = False, groups=None):
-    """Split-attention shared-prefix forward; same contract as ``forward.completion_logprobs``."""
+    """Split-attention shared-prefix forward; same contract as ``forward.completion_logprobs``
+    (log-probs and entropies at masked completion positions are 0).
+
+    The grid (one row per prompt: prefix, then G slots of width w) fixes where every token sits
+    for attention; when at least ``1 - PACK_BELOW`` of it is padding, the decoder itself runs on
+    the packed tokens only (one sequence of Ntok tokens): the prompts' real tokens and each
+    completion's tokens up to its last scored one (exclusive). Slot padding, left padding and a
+    completion's last token are never inputs, so projections, MLPs and norms skip them; with
+    completions of different lengths that is the padding's share of the per-token work
+    (measured: forward + backward 0.83-0.84x the grid's time at 1M and 25M shapes with 18% of the
+    completion tokens padding). The output head runs on scored positions only."""
     from transformers import AttentionInterface
 
     dev = prompt_ids.device
@@ -156,6 +208,7 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
     groups = groups if groups is not None else plan(prompt_ids, prompt_mask, completion_mask)[0]
     b, g = len(groups), max(len(x) for x in groups)
     pm = prompt_mask.bool()
+    cm = completion_mask.bool()
     lp = max(int(pm.sum(1).max()), 1)
     first = torch.tensor([x[0] for x in groups], device=dev)
     # prefix region: each prompt's real tokens moved to the right end (stable sort: padding first,
@@ -178,7 +231,7 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
     s_ids = pad.expand(b * g, w).clone()
     s_ids[slot, : min(t, w)] = completion_ids[:, :w]
     s_mask = torch.zeros(b * g, w, dtype=torch.bool, device=dev)
-    s_mask[slot, : min(t, w)] = completion_mask[:, :w].bool()
+    s_mask[slot, : min(t, w)] = cm[:, :w]
     ids = torch.cat([pre_ids, s_ids.view(b, g * w)], 1)                     # [B, lp + G*w]
     pre_pos = (pre_mask.long().cumsum(1) - 1).clamp(min=0)
     s_pos = (n_p[:, None] + torch.arange(w, device=dev)).repeat(1, g)      # every slot restarts after the prompt
@@ -189,6 +242,18 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
     s_self = (causal & s_mask[:, None, :]) | torch.eye(w, dtype=torch.bool, device=dev)
     s_pre = pre_mask.repeat_interleave(g, 0)[:, None, :].expand(b * g, w, lp)
     rmask = torch.cat([s_pre, s_self], 2)[:, None]                         # [B*G, 1, w, lp + w]
+    # the tokens the decoder runs on: real prompt tokens (and each prefix's last column, which
+    # predicts the first completion token), and slot column k of a row while k < its last scored
+    # token's index (the input of scored token k + 1)
+    width = lp + g * w
+    need = torch.zeros(b * g, dtype=torch.long, device=dev)
+    need[slot] = slot_inputs(cm)                                            # inputs used in each slot
+    pre_keep = pre_mask.clone()
+    pre_keep[:, -1] = True
+    s_keep = torch.arange(w, device=dev)[None] < need[:, None]             # [B*G, w]
+    keep = torch.cat([pre_keep, s_keep.view(b, g * w)], 1).view(-1).nonzero().squeeze(1)   # flat grid indices
+    packed = keep.numel() < PACK_BELOW * b * width
+    dec_ids, dec_pos = (ids.view(-1)[keep][None], pos.view(-1)[keep][None]) if packed else (ids, pos)
     decoder = model.get_decoder()
     cfg = decoder.config
     if _ATTN not in AttentionInterface._global_mapping:
@@ -196,17 +261,26 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
     before = cfg._attn_implementation
     cfg._attn_implementation = _ATTN
     try:
-        hidden = decoder(input_ids=ids, position_ids=pos, use_cache=False,
-                         groupo_grid=(lp, g, w, pmask[:, None], rmask)).last_hidden_state   # [B, L, H]
+        hidden = decoder(input_ids=dec_ids, position_ids=dec_pos, use_cache=False,
+                         groupo_grid=(lp, g, w, pmask[:, None], rmask, {}, keep if packed else None, b)).last_hidden_state
     finally:
         cfg._attn_implementation = before
-    # the position predicting token k of a row: the last prompt position for k = 0, else the slot's k-1
-    width = lp + g * w
-    src = torch.cat([torch.full((n, 1), lp - 1, device=dev),
-                     lp + row_j[:, None] * w + torch.arange(t - 1, device=dev)], 1)   # [N, T]
-    h = hidden.reshape(b * width, -1)[(row_b[:, None] * width + src).reshape(-1)].view(n, t, -1)
-    logits = model.get_output_embeddings()(h).float()
-    return _token_logprobs(logits, completion_ids, temperature, with_entropy)
+    hidden = hidden.reshape(-1, hidden.shape[-1])                          # [Ntok or B*width, H]
+    # scored tokens (mask 1); the position predicting token k of a row: the prefix's last column
+    # for k = 0, else the row's slot column k - 1; mapped to the packed order
+    r_idx, k_idx = cm.nonzero(as_tuple=True)
+    src = torch.where(k_idx == 0, lp - 1, lp + row_j[r_idx] * w + k_idx - 1) + row_b[r_idx] * width
+    if packed:
+        packed_at = torch.full((b * width,), -1, dtype=torch.long, device=dev)
+        packed_at[keep] = torch.arange(keep.numel(), device=dev)
+        src = packed_at[src]
+    logits = model.get_output_embeddings()(hidden[src]).float()            # [scored, V]
+    lp_tok, ent_tok = _token_logprobs(logits, completion_ids[r_idx, k_idx], temperature, with_entropy)
+    logp = torch.zeros(n, t, dtype=lp_tok.dtype, device=dev).index_put((r_idx, k_idx), lp_tok)
+    ent = None
+    if with_entropy:
+        ent = torch.zeros(n, t, dtype=ent_tok.dtype, device=dev).index_put((r_idx, k_idx), ent_tok)
+    return logp, ent
 
 
 def shared_prefix_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
