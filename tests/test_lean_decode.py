@@ -141,3 +141,63 @@ def test_generation_runs_under_the_models_autocast_without_the_lean_step(monkeyp
                     generator=torch.Generator().manual_seed(0))
     assert r.completion_ids.shape[0] == 6 and seen and all(seen)
     assert not torch.is_autocast_enabled("cpu")              # the context ends with generate
+
+
+def test_compacting_finished_rows_keeps_the_other_rows_logits():
+    """LeanDecoder.compact: the rows kept decode exactly as in a decoder that holds every row;
+    the shared layout (whole groups) does not compact."""
+    from transformers import DynamicCache
+
+    model = _model("llama_gqa", seed=5)
+    g = torch.Generator().manual_seed(2)
+    P, Lp, T = 3, 5, 6
+    p_ids, p_mask = _prompts(P, Lp, g)
+    rows = torch.repeat_interleave(torch.arange(P), torch.tensor([2, 3, 2]))
+    n = rows.numel()
+    pos = (p_mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=pos, use_cache=True,
+                    **{hf._CACHE_ARG(model): DynamicCache(config=model.config)})
+    cache = getattr(out, "cache", None) or out.past_key_values
+    full, part = (lean.LeanDecoder(model, rows, Lp, T, layout="rows", start=2) for _ in range(2))
+    full.load_prefill(cache, p_mask)
+    part.load_prefill(cache, p_mask)
+    toks = torch.randint(2, 50, (n, T), generator=g)
+    keep = torch.tensor([0, 3, 4, 6])
+    for t in range(T):
+        p = pos[rows][:, -1] + 1 + t
+        ref = full.step(toks[:, t], p)
+        if t == 1:
+            assert part.compact(keep) and part.n == 4
+        if t < 1:
+            got = part.step(toks[:, t], p)
+            assert torch.equal(got, ref)
+        else:       # the cache also grows (start=2) after the compaction
+            got = part.step(toks[keep, t], p[keep])
+            assert (got - ref[keep]).abs().max().item() < 1e-12, t
+    shared = lean.LeanDecoder(model, torch.repeat_interleave(torch.arange(P), 2), Lp, T, layout="shared")
+    assert not shared.compact(torch.tensor([0, 1]))
+
+
+def test_generation_drops_finished_rows_and_samples_the_same_tokens(monkeypatch):
+    """A model that ends its completions early often: the lean decode compacts its batch as rows
+    finish, and the sampled tokens equal those of the transformers forward (no compaction)."""
+    from groupo.model.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    model = _model("llama", seed=4, vocab=len(tok), pad=tok.pad_token_id, eos=tok.eos_token_id)
+    with torch.no_grad():       # make the end token likely (tied embeddings: its row drives the logit)
+        model.lm_head.weight[tok.eos_token_id] *= 30
+    kept = []
+    real = lean.LeanDecoder.compact
+    monkeypatch.setattr(lean.LeanDecoder, "compact", lambda self, keep: kept.append(keep.numel()) or real(self, keep))
+    out = {}
+    for flag in (True, False):
+        monkeypatch.setattr(lean, "enabled", lambda f=flag: f)
+        out[flag] = hf.generate(model, tok, ["1+1=", "what is 2*3?", "xy"], [4, 4, 4], 12, [tok.eos_token_id],
+                                temperature=1.0, generator=torch.Generator().manual_seed(11))
+    lengths = out[False].completion_mask.sum(1)
+    assert kept and kept == sorted(kept, reverse=True) and kept[-1] < 12, (kept, lengths.tolist())
+    assert int(lengths.min()) < int(lengths.max())
+    assert torch.equal(out[True].completion_ids, out[False].completion_ids)
+    assert torch.equal(out[True].completion_mask, out[False].completion_mask)

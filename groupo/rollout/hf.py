@@ -248,6 +248,7 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
     eos = torch.tensor(eos_ids, device=p_ids.device)
     done = torch.zeros(n, dtype=torch.bool, device=p_ids.device)
     tokens = []
+    live = None                 # rows the lean decoder still holds (None: all)
     if isinstance(generator, (list, tuple)):   # one generator per prompt: rows of prompt j use generator[j]
         bounds = torch.searchsorted(rows, torch.arange(len(generator) + 1, device=rows.device)).tolist()
     for _ in range(max_new_tokens):
@@ -262,7 +263,11 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
         if bool(done.all()) or len(tokens) == max_new_tokens:
             break
         if lean is not None:
-            logits = lean.step(tok, next_pos[:, 0])
+            live = _compact(lean, live, done, max_new_tokens - len(tokens))
+            if live is None:
+                logits = lean.step(tok, next_pos[:, 0])
+            else:               # finished rows keep their last logits (sampled, then replaced by pad)
+                logits[live] = lean.step(tok[live], next_pos[live, 0])
         else:
             attn = attn_buf[:, : attn.shape[1] + 1]            # the mask grows by one column: a view
             out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
@@ -273,6 +278,24 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
     if not tokens:
         return torch.empty(n, 0, dtype=torch.long, device=p_ids.device)
     return torch.stack(tokens, dim=1)                          # [N, T]
+
+
+COMPACT_FRACTION = 0.125    # drop finished rows from the lean decoder once they are this share of its rows
+COMPACT_MIN_LEFT = 4        # ... and at least this many tokens may still come
+
+
+def _compact(lean, live, done, left: int):
+    """Drop finished rows from the lean decoder's batch (its rows layout) when enough have finished:
+    a finished row's later tokens are padding, so computing them is waste (the share of rows still
+    running falls as a generation goes on). Sampling still draws for every row, so the tokens are
+    those of the uncompacted decode. Returns the rows the decoder holds (None: all)."""
+    held = torch.arange(done.numel(), device=done.device) if live is None else live
+    running = ~done[held]
+    n_done = held.numel() - int(running.sum())
+    if n_done == 0 or n_done < COMPACT_FRACTION * held.numel() or left < COMPACT_MIN_LEFT:
+        return live
+    keep = running.nonzero().squeeze(1)
+    return held[keep] if lean.compact(keep) else live
 
 
 def _reference(model, ids, mask, max_new_tokens, eos_ids, pad, temperature, top_p, top_k):

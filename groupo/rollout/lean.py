@@ -204,6 +204,19 @@ class LeanDecoder:
         if self.shared:
             self.gmask = torch.full((1, 1, 1, self.cap), float("-inf"), dtype=self.dtype, device=self.device)
 
+    def compact(self, keep: torch.Tensor) -> bool:
+        """Hold only rows ``keep`` (indices into the rows held now) from here on: the rows layout
+        (the shared layout's groups stay whole: False, nothing changed). Later ``step`` calls take
+        tokens for these rows only."""
+        if self.shared:
+            return False
+        self.k = [k.index_select(0, keep) for k in self.k]
+        self.v = [v.index_select(0, keep) for v in self.v]
+        self.mask = self.mask.index_select(0, keep)
+        self.rows, self.n = self.rows[keep], keep.numel()
+        self.P = self.n
+        return True
+
     def _grow(self) -> None:
         """Double the generated-token columns of every layer's cache (and the masks)."""
         new = min(self.max_new, 2 * self.cap)
