@@ -210,8 +210,9 @@ class LeanDecoder:
         tokens for these rows only."""
         if self.shared:
             return False
-        self.k = [k.index_select(0, keep) for k in self.k]
-        self.v = [v.index_select(0, keep) for v in self.v]
+        for bufs in (self.k, self.v):       # one layer at a time: at most one extra layer's cache alive
+            for i, old in enumerate(bufs):
+                bufs[i] = old.index_select(0, keep)
         self.mask = self.mask.index_select(0, keep)
         self.rows, self.n = self.rows[keep], keep.numel()
         self.P = self.n
