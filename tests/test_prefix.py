@@ -208,3 +208,17 @@ def test_leaving_out_the_last_completion_token_is_exact(tiny_dir, tiny, width):
         for mode in ("off", "on"):
             lp, _ = completion_logprobs(configure(model, prefix_sharing=mode), pi, pm, c, cm)
             assert torch.allclose(lp.double() * cm, full, atol=1e-6, rtol=0), mode     # log-probs come back float32
+
+
+def test_split_path_under_bf16_autocast_matches_its_sdpa_twin(tiny_dir, tiny, monkeypatch):
+    """model.autocast=bfloat16 on the split path: the explicit slot attention (float32 softmax over
+    bf16 scores) runs and gives the log-probs of the SDPA twin to bf16 precision."""
+    _, tok = tiny
+    model = configure(load_model(tiny_dir), prefix_sharing="on", autocast="bfloat16")
+    args = _batch(tok)
+    with torch.no_grad():
+        a, _ = completion_logprobs(model, *args)
+        monkeypatch.setattr(prefix, "EXPLICIT_MAX_SCORES", 0)
+        b, _ = completion_logprobs(model, *args)
+    assert a.dtype == torch.float32 and torch.isfinite(a).all()
+    assert float(((a - b) * args[3]).abs().max()) < 0.05

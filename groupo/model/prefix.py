@@ -63,9 +63,9 @@ def plan(prompt_ids, prompt_mask, completion_mask) -> tuple[list[list[int]], int
 
 
 SPLIT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
-# the slots' attention as explicit products and softmax while its score tensor has at most this
-# many entries (else scaled_dot_product_attention, which keeps no score tensor): at the bench's
-# shapes torch's CPU flash kernel took ~2x as long (1M: 1.6 vs 0.8 ms forward, 5.3 vs 2.2-2.8 ms
+# the slots' attention (on the CPU) as explicit products and softmax while its score tensor has at
+# most this many entries (else, and on GPUs, where it was not measured, scaled_dot_product_attention,
+# which keeps no score tensor): at the bench's shapes torch's CPU flash kernel took ~2x as long (1M: 1.6 vs 0.8 ms forward, 5.3 vs 2.2-2.8 ms
 # forward + backward per layer; 25M: 5.2-6.0 vs 2.9-3.9 and 12.5-21 vs 9-12.5 ms)
 EXPLICIT_MAX_SCORES = 1 << 23
 # the decoder runs on the packed tokens when they are fewer than this share of the grid's positions
@@ -170,7 +170,7 @@ def _split_attention(module, query, key, value, attention_mask, dropout=0.0, sca
     k = torch.cat([shared(kp), slots(key)], dim=2)
     v = torch.cat([shared(vp), slots(value)], dim=2)
     q = slots(query)
-    if dropout == 0 and q.shape[0] * h * t * (lp + t) <= EXPLICIT_MAX_SCORES:
+    if dropout == 0 and q.device.type == "cpu" and q.shape[0] * h * t * (lp + t) <= EXPLICIT_MAX_SCORES:
         # scores, softmax and the weighted sum as three plain ops (grouped-query: a kv head's
         # query heads stacked along the rows)
         bg, rep = q.shape[0], h // hk
@@ -179,7 +179,9 @@ def _split_attention(module, query, key, value, attention_mask, dropout=0.0, sca
         sc = scaling if scaling is not None else d ** -0.5
         s = torch.matmul(q.reshape(bg, hk, rep * t, d), k.transpose(-1, -2)).view(bg, h, t, lp + t) * sc
         s = s + additive[q.dtype]
-        out_r = torch.matmul(torch.softmax(s, dim=-1).view(bg, hk, rep * t, lp + t), v).view(bg, h, t, d)
+        low = q.dtype in (torch.bfloat16, torch.float16)       # softmax in float32 then (as SDPA's kernels do)
+        pr = torch.softmax(s, dim=-1, dtype=torch.float32).to(q.dtype) if low else torch.softmax(s, dim=-1)
+        out_r = torch.matmul(pr.view(bg, hk, rep * t, lp + t), v).view(bg, h, t, d)
     else:
         out_r = F.scaled_dot_product_attention(q, k, v, attn_mask=rmask, dropout_p=dropout, scale=scaling,
                                                enable_gqa=gqa)

@@ -289,6 +289,8 @@ def _compact(lean, live, done, left: int):
     a finished row's later tokens are padding, so computing them is waste (the share of rows still
     running falls as a generation goes on). Sampling still draws for every row, so the tokens are
     those of the uncompacted decode. Returns the rows the decoder holds (None: all)."""
+    if lean.shared:             # the shared layout keeps whole groups
+        return live
     held = torch.arange(done.numel(), device=done.device) if live is None else live
     running = ~done[held]
     n_done = held.numel() - int(running.sum())
