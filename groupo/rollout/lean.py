@@ -115,8 +115,8 @@ class LeanDecoder:
     first t columns was 1.4-1.6x slower for the whole attention (measured, 2 threads, 64 rows, cold
     caches: 25M shapes 602 vs 446 us per layer, 1M shapes 206 vs 128 us, averaged over the
     generation; the batched product of a sliced cache takes a slower path: 317 vs 116 us for the
-    same bytes contiguous). The generated columns start at ``start`` and double when full, so at
-    least half of what is read is in use."""
+    same bytes contiguous). The generated columns start at ``start`` and double when full, so past
+    the first ``start`` tokens at most twice the columns in use are read."""
 
     @torch.no_grad()
     def __init__(self, model, rows: torch.Tensor, prompt_len: int, max_new: int, layout: str = "auto",
