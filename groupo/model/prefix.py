@@ -65,8 +65,9 @@ def plan(prompt_ids, prompt_mask, completion_mask) -> tuple[list[list[int]], int
 SPLIT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 # the slots' attention (on the CPU) as explicit products and softmax while its score tensor has at
 # most this many entries (else, and on GPUs, where it was not measured, scaled_dot_product_attention,
-# which keeps no score tensor): at the bench's shapes torch's CPU flash kernel took ~2x as long (1M: 1.6 vs 0.8 ms forward, 5.3 vs 2.2-2.8 ms
-# forward + backward per layer; 25M: 5.2-6.0 vs 2.9-3.9 and 12.5-21 vs 9-12.5 ms)
+# which keeps no score tensor): at the bench's shapes torch's CPU flash kernel took ~2x as long
+# (1M: 1.6 vs 0.8 ms forward, 5.3 vs 2.2-2.8 ms forward + backward per layer; 25M: 5.2-6.0 vs 2.9-3.9
+# and 12.5-21 vs 9-12.5 ms)
 EXPLICIT_MAX_SCORES = 1 << 23
 # the decoder runs on the packed tokens when they are fewer than this share of the grid's positions
 # (scattering q/k/v into the grid and gathering the output back cost ~3-10% of a forward when
@@ -109,8 +110,10 @@ def costs(model, prompt_ids, prompt_mask, completion_mask, groups=None) -> dict:
     out["dense"] = b * packed * tok + b * packed ** 2 * ent
     if split_supported(model):      # per-token work on the packed tokens only, attention over the grid
         lp, gm = int(lps.max()) if n else 0, max((len(g) for g in groups), default=0)
-        inputs, grid = sum(max(int(lps[g[0]]), 1) for g in groups) + int(slot_inputs(completion_mask).sum()), b * (lp + gm * ti)
-        out["split"] = (inputs if inputs < PACK_BELOW * grid else grid) * tok + (b * lp * lp + b * gm * ti * (lp + ti)) * ent
+        grid = b * (lp + gm * ti)
+        inputs = sum(max(int(lps[g[0]]), 1) for g in groups) + int(slot_inputs(completion_mask).sum())
+        per_token = inputs if inputs < PACK_BELOW * grid else grid
+        out["split"] = per_token * tok + (b * lp * lp + b * gm * ti * (lp + ti)) * ent
     return out
 
 
