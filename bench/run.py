@@ -84,6 +84,12 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
+def pair_ratios(row: dict) -> list[float]:
+    """groupo / TRL step time of each run pair (run i of both libraries ran back to back): the spread
+    shows how much of a ratio is the machine's run-to-run noise."""
+    return [round(a / b, 2) for a, b in zip(row["groupo"]["step_s_runs"], row["trl"]["step_s_runs"]) if b]
+
+
 def percent_bound(flops: dict, step_s: float, gflops: float) -> float:
     return 100.0 * sum(flops.values()) / (step_s * gflops * 1e9)
 
@@ -119,7 +125,8 @@ def fmt_block(row: dict) -> list[str]:
         flags.append(f"groupo skipped the forward/backward of {g['zero_adv_rows_skipped']:.0f} zero-advantage rows "
                      f"per step (median; TRL computes them)")
     lines += [f"  note: {f}" for f in flags]
-    lines.append(f"  step times per run (s): groupo {g['step_s_runs']}  TRL {t['step_s_runs']}")
+    lines.append(f"  step times per run (s): groupo {g['step_s_runs']}  TRL {t['step_s_runs']}; "
+                 f"ratio per run pair {pair_ratios(row)}")
     return lines
 
 
@@ -139,13 +146,13 @@ def markdown(meta: dict, results: list[dict], equiv: list[dict] | None, targets:
            "model.autocast=none (the targets). Precision bf16 (a separate pair): TRL bf16=True, groupo "
            "model.autocast=bfloat16 (generation and training under bf16 autocast).", "",
            *contention_note(results),
-           "| model | precision | beta | groupo s/step | TRL s/step | ratio | completion tok/s groupo / TRL | peak RSS MB "
+           "| model | precision | beta | groupo s/step | TRL s/step | ratio | ratio per run pair | completion tok/s groupo / TRL | peak RSS MB "
            "groupo / TRL | % of compute bound groupo / TRL | max other-CPU share |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         g, t = r["groupo"], r["trl"]
         out.append(f"| {r['size']} ({r['params'] / 1e6:.2f}M) | {r.get('precision', 'fp32')} | {r['beta']:g} | {g['step_s']:.3f} | {t['step_s']:.3f} "
-                   f"| {r['ratio']:.2f} | {g['tokens_per_s']:.0f} / {t['tokens_per_s']:.0f} "
+                   f"| {r['ratio']:.2f} | {', '.join(f'{x:.2f}' for x in pair_ratios(r))} | {g['tokens_per_s']:.0f} / {t['tokens_per_s']:.0f} "
                    f"| {g['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} "
                    f"| {g['pct_compute_bound']:.1f} / {t['pct_compute_bound']:.1f} "
                    f"| {max(g['other_cpu_frac_max'], t['other_cpu_frac_max']):.2f} |")
