@@ -13,7 +13,10 @@ TRL at its fastest fp32 setting on this CPU (../shared/bench/TRL_BASELINE.md):
 bf16=False (its default is True even on CPU), gradient_checkpointing=False (its default
 True recomputes the forward in backward), per_device_train_batch_size=64 completions (it
 counts completions, not prompts) with gradient_accumulation_steps=1, so one generate, one
-forward and one backward of all 64 rows per step; logging only at the end.
+forward and one backward of all 64 rows per step; logging only at the end. TRL's other speed
+switches were measured against these and left off: cache_implementation="static" and
+torch_compile=True were no faster, use_transformers_continuous_batching=True ~35x slower in
+generation (docs/performance.md, "TRL's other settings"). ``--set KEY=VALUE`` tries others.
 
 Timing: step time between consecutive on_step_end callbacks. Phases by wrapping TRL's own
 methods via super(): generation (_generate_single_turn), scoring (_calculate_rewards),
@@ -63,10 +66,21 @@ def grpo_config(out_dir: str, beta: float, steps: int, prompts: int, group: int,
     return GRPOConfig(**kw)
 
 
+def _kv(item: str) -> tuple:
+    key, _, value = item.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main():
     ap = worker_parser()
     ap.add_argument("--prompt-file", required=True)
     ap.add_argument("--bf16", action="store_true", help="TRL's bf16=True: bf16 autocast over float32 weights")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra GRPOConfig fields, VALUE as JSON where it parses (experiments: trying TRL's other "
+                         "settings; the bench itself passes none)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
     import torch
@@ -162,7 +176,8 @@ def main():
             ends.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = grpo_config(tmp, args.beta, args.steps, args.prompts, args.group, args.max_new, args.lr, bf16=args.bf16)
+        cfg = grpo_config(tmp, args.beta, args.steps, args.prompts, args.group, args.max_new, args.lr, bf16=args.bf16,
+                          **dict(_kv(item) for item in args.set))
         trainer = Timed(model=args.model, reward_funcs=reward, args=cfg, train_dataset=data, processing_class=tok,
                         callbacks=[Clock()])
         meter = Contention()
