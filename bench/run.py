@@ -79,6 +79,7 @@ def summarize(runs: list[dict]) -> dict:
     out["other_cpu_frac_max"] = max(r.get("other_cpu_frac", 0.0) for r in runs)
     out["prompts_match"] = all(r.get("prompts_match") for r in runs)
     out["versions"] = runs[0].get("versions", {})
+    out["cpu_gemm"] = sorted({str(r["cpu_gemm"]) for r in runs if r.get("cpu_gemm")})    # groupo: backend chosen per run
     if "config" in runs[0]:
         out["config"] = runs[0]["config"]
     return out
@@ -125,6 +126,8 @@ def fmt_block(row: dict) -> list[str]:
         flags.append(f"groupo skipped the forward/backward of {g['zero_adv_rows_skipped']:.0f} zero-advantage rows "
                      f"per step (median; TRL computes them)")
     lines += [f"  note: {f}" for f in flags]
+    if g.get("cpu_gemm"):
+        lines.append(f"  groupo's CPU float32 products (model.cpu_gemm auto): {', '.join(g['cpu_gemm'])}")
     lines.append(f"  step times per run (s): groupo {g['step_s_runs']}  TRL {t['step_s_runs']}; "
                  f"ratio per run pair {pair_ratios(row)}")
     return lines
