@@ -67,7 +67,9 @@ def grpo_config(out_dir: str, beta: float, steps: int, prompts: int, group: int,
 
 
 def _kv(item: str) -> tuple:
-    key, _, value = item.partition("=")
+    key, eq, value = item.partition("=")
+    if not eq or not key:
+        raise SystemExit(f"worker_trl.py: --set {item!r}: expected KEY=VALUE")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
@@ -176,8 +178,8 @@ def main():
             ends.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = grpo_config(tmp, args.beta, args.steps, args.prompts, args.group, args.max_new, args.lr, bf16=args.bf16,
-                          **dict(_kv(item) for item in args.set))
+        cfg = grpo_config(tmp, args.beta, args.steps, args.prompts, args.group, args.max_new, args.lr,
+                          **{"bf16": args.bf16, **dict(_kv(item) for item in args.set)})
         trainer = Timed(model=args.model, reward_funcs=reward, args=cfg, train_dataset=data, processing_class=tok,
                         callbacks=[Clock()])
         meter = Contention()
