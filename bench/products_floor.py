@@ -1,7 +1,7 @@
 """The matrix products alone of one bench step, timed at the step's own shapes.
 
-    python bench/products_floor.py [--size 1M] [--threads 2] [--completion-tokens 1810]
-                                   [--prompt-tokens 48] [--train-rows 44] [--rows 64]
+    python bench/products_floor.py [--size 1M] [--threads 2] [--completion-tokens 1800]
+                                   [--prompt-tokens 45] [--train-rows 44] [--rows 64]
 
 A floor under any implementation that runs the step's dense products as separate
 ``torch.mm`` calls on this machine (everything else a step does, norms, RoPE, attention,
@@ -19,8 +19,8 @@ Counted (the bench's Llama shapes, q/k/v and gate/up fused, as groupo's decode r
   positions only; backward: dX = dY W and dW = dY^T X for each product;
 * the reference model's forward over all rows when beta > 0.
 
-Token counts default to the medians of groupo's 1M runs in bench/results/run_0957 (1810
-completion tokens, prompts of 6 tokens x 8, 44 of 64 rows trained at beta 0 after skipping
+Token counts default to the medians of groupo's 1M runs in bench/results/run_0957 (1800
+completion tokens, 8 prompts of 5.6 tokens, 44 of 64 rows trained at beta 0 after skipping
 zero-advantage rows, all 64 at beta 0.04). Each product is timed on its own (best of 5 repeats)
 both through ``torch.mm`` and through oneDNN (pre-packed for the row count in the decode step, as
 groupo's lean decoder does; groupo/model/gemm.py), and the faster counts; weight gradients on
@@ -123,8 +123,8 @@ def main() -> int:
     ap.add_argument("--size", default="1M", choices=sorted(SIZES))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rows", type=int, default=64)
-    ap.add_argument("--completion-tokens", type=int, default=1810)
-    ap.add_argument("--prompt-tokens", type=int, default=48)
+    ap.add_argument("--completion-tokens", type=int, default=1800)
+    ap.add_argument("--prompt-tokens", type=int, default=45)
     ap.add_argument("--train-rows", default="44,64", help="rows trained at beta 0 and at beta 0.04")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
