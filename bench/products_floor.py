@@ -1,7 +1,7 @@
 """The matrix products alone of one bench step, timed at the step's own shapes.
 
     python bench/products_floor.py [--size 1M] [--threads 2] [--completion-tokens 1800]
-                                   [--prompt-tokens 45] [--train-rows 44] [--rows 64]
+                                   [--prompt-tokens 45] [--train-rows 44,64] [--rows 64]
 
 A floor under any implementation that runs the step's dense products as separate
 ``torch.mm`` calls on this machine (everything else a step does, norms, RoPE, attention,
