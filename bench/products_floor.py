@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import SIZES  # noqa: E402
 
+from groupo.model import gemm  # noqa: E402
+
 VOCAB = 107             # groupo's character tokenizer (bench/common.build_model)
 
 
@@ -53,15 +55,6 @@ def best_time(fn, reps: int) -> float:
             fn()
         best = min(best, (time.perf_counter() - t) / reps)
     return best
-
-
-def _dnn_ok() -> bool:
-    try:
-        from groupo.model import gemm
-
-        return gemm.available()
-    except Exception:           # noqa: BLE001 - without groupo's oneDNN probe, torch.mm only
-        return False
 
 
 def fastest(candidates, reps: int) -> float:
@@ -78,7 +71,7 @@ class Shapes:
         h, i = s["hidden"], s["intermediate"]
         self.h, self.layers = h, s["layers"]
         self.proj = [(h, 3 * h), (h, h), (h, 2 * i), (i, h)]       # (in, out): qkv, o, gate+up, down
-        self.dnn = _dnn_ok()
+        self.dnn = gemm.available()
 
     def _fwd_product(self, m: int, a: int, b: int, packed: bool, reps: int) -> float:
         x, w = torch.randn(m, a), torch.randn(b, a)
@@ -86,7 +79,7 @@ class Shapes:
         cands = [lambda: torch.mm(x, wt)]
         if self.dnn:
             dw = torch.ops.mkldnn._reorder_linear_weight(w, m) if packed else w
-            cands.append(lambda: torch.ops.mkldnn._linear_pointwise(x, dw, None, "none", [], ""))
+            cands.append(lambda: gemm._dnn(x, dw, None))
         return fastest(cands, reps)
 
     def forward(self, m: int, head_rows: int, packed: bool = False, reps: int = 20) -> float:
@@ -98,7 +91,7 @@ class Shapes:
         dx = [lambda: torch.mm(gy, w)]                          # dX = dY W      [m, in]
         if self.dnn:
             wt = w.t()
-            dx.append(lambda: torch.ops.mkldnn._linear_pointwise(gy, wt, None, "none", [], ""))
+            dx.append(lambda: gemm._dnn(gy, wt, None))
         gyt = gy.t()
         return fastest(dx, reps) + fastest([lambda: torch.mm(gyt, x)], reps)   # dW = dY^T X [out, in]
 
