@@ -5,6 +5,7 @@ meter and the result line.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -48,13 +49,22 @@ def build_model(path: str | Path, size: str, seed: int = SEED) -> Path:
                       intermediate=s["intermediate"])
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_load():
+    """groupo/cpu_load.py loaded on its own (no torch, and not groupo's package import, which
+    decides an OpenMP policy for the process that imports it)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("groupo_cpu_load", Path(__file__).resolve().parent.parent
+                                                  / "groupo" / "cpu_load.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _host_busy_s() -> float:
     """CPU seconds all processes of the host have used (from /proc/stat)."""
-    with open("/proc/stat") as f:
-        parts = f.readline().split()[1:]
-    v = [int(x) for x in parts]
-    busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)   # user nice system irq softirq steal
-    return busy / os.sysconf("SC_CLK_TCK")
+    return cpu_load()._host_busy_s() or 0.0
 
 
 def _own_cpu_s() -> float:

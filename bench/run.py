@@ -32,7 +32,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from common import RESULT, SIZES, build_model, median  # noqa: E402
+from common import RESULT, SIZES, build_model, cpu_load, median  # noqa: E402
 
 LIMITS = {"1M": 0.5, "25M": 0.7}          # step time groupo / TRL, from the issue
 RSS_LIMIT = 1.0                           # peak RSS groupo / TRL
@@ -42,9 +42,12 @@ CONTENDED = 0.05                          # other processes' share of the CPUs a
 
 
 def auto_threads() -> int:
-    """All cores when the machine is idle, else the cores left free by the 1-minute load."""
+    """All cores when the machine is idle, else the cores other processes leave free
+    (groupo/cpu_load.py: the 1-minute load average, checked by a short measurement when it says
+    busy; loaded on its own so that groupo's package import, which decides an OpenMP policy,
+    does not run in this process)."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(n, int(n - os.getloadavg()[0] + 0.5)))
+    return max(1, min(n, int(n - cpu_load().busy_cores() + 0.5)))
 
 
 # The caller's OpenMP wait policy, read before anything imports groupo (which may set one for

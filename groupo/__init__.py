@@ -15,16 +15,16 @@ def _wait_policy() -> str | None:
     Measured with the bench's 1M-model step at 2 threads on the 2-core machine
     (docs/performance.md): idle machine, default spin 0.23 s vs PASSIVE 0.39-0.43 s;
     one core busy with another process, default spin 0.99-1.40 s vs PASSIVE 0.38 s. So:
-    sleep (PASSIVE) when other work is running (1-minute load average above 0.5), else
-    keep OpenMP's default. A user's OMP_WAIT_POLICY wins. Only effective when groupo is
-    imported before torch (the CLI does)."""
+    sleep (PASSIVE) when other processes are using more than half a core
+    (``cpu_load.busy_cores``: the 1-minute load average, checked by a short measurement
+    when it says busy, since it lags a finished job by minutes), else keep OpenMP's default.
+    A user's OMP_WAIT_POLICY wins. Only effective when groupo is imported before torch (the
+    CLI does)."""
     if "OMP_WAIT_POLICY" in os.environ:
         return None
-    try:
-        busy = os.getloadavg()[0] > 0.5
-    except (AttributeError, OSError):
-        busy = False
-    return "PASSIVE" if busy else None
+    from .cpu_load import busy_cores
+
+    return "PASSIVE" if busy_cores() > 0.5 else None
 
 
 WAIT_POLICY = _wait_policy()

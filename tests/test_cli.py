@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -150,17 +151,65 @@ def test_ctrl_c_saves_last_finished_step_and_resume_completes(recipe, tmp_path):
     assert steps == list(range(1, logged[-1] + 3))
 
 
-@pytest.mark.parametrize("env, load, want", [({}, 0.1, None), ({}, 1.3, "PASSIVE"),
-                                             ({"OMP_WAIT_POLICY": "ACTIVE"}, 1.3, None)])
-def test_openmp_wait_policy_sleeps_only_when_other_work_runs(monkeypatch, env, load, want):
+@pytest.mark.parametrize("env, load, others, want", [({}, 0.1, None, None), ({}, 1.3, 1.0, "PASSIVE"),
+                                                     ({}, 1.3, 0.0, None), ({}, 1.3, None, "PASSIVE"),
+                                                     ({"OMP_WAIT_POLICY": "ACTIVE"}, 1.3, 1.0, None)])
+def test_openmp_wait_policy_sleeps_only_when_other_work_runs(monkeypatch, env, load, others, want):
     """Idle machine: OpenMP's default spin (2x faster steps, measured); busy machine: PASSIVE
-    (2.6x faster than spinning, measured); the user's own setting is never overridden."""
+    (2.6x faster than spinning, measured); a high load average left by a finished job (nothing
+    running now) is checked by a measurement and keeps the default; nothing measurable: the
+    average decides; the user's own setting is never overridden."""
     import os
 
     import groupo
+    from groupo import cpu_load
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(cpu_load, "_CACHE", {})
+    measured = []
+    monkeypatch.setattr(cpu_load, "others_busy", lambda window=0.3: measured.append(window) or others)
     assert groupo._wait_policy() == want
+    assert len(measured) == (1 if load > cpu_load.IDLE_LOAD and not env else 0)     # idle: nothing measured
+
+
+@pytest.mark.parametrize("load, others, want", [(0.1, None, 2), (1.3, 0.0, 2), (1.3, 1.0, 1), (1.3, None, 1),
+                                                (3.0, 2.0, 1)])
+def test_auto_threads_use_the_cores_other_processes_leave(monkeypatch, load, others, want):
+    """model.threads=0 on a 2-core machine: a lagging load average with nothing running now keeps
+    both cores; another process using a core leaves one (never fewer than 1)."""
+    import os
+
+    import torch
+
+    from groupo import cpu_load
+    from groupo.model.load import set_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(cpu_load, "_CACHE", {})
+    monkeypatch.setattr(cpu_load, "others_busy", lambda window=0.3: others)
+    try:
+        assert set_threads(0) == want
+        assert set_threads(3) == 3          # an explicit count is taken as is
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_others_busy_sees_a_busy_process():
+    """The measurement itself (Linux): ~1 core while a child process spins, excluding this one."""
+    from groupo import cpu_load
+
+    if cpu_load.others_busy(0.05) is None:
+        pytest.skip("no /proc/stat here")
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 3: pass"])
+    try:
+        time.sleep(0.3)
+        seen = cpu_load.others_busy(0.5)
+    finally:
+        child.kill()
+        child.wait()
+    assert 0.6 <= seen <= 2.5, seen

@@ -25,19 +25,18 @@ def pick_device(device: str) -> torch.device:
 
 def set_threads(threads: int) -> int:
     """Set torch's CPU threads: ``threads``, or (0) one per core that is free now: the
-    cores available to this process minus the 1-minute load average, at least 1, at most
-    8. On a shared small machine more threads than free cores make a step several times
-    slower (measured: docs/performance.md), so we always set it explicitly and log it."""
+    cores available to this process minus the cores other processes are using
+    (``cpu_load.busy_cores``), at least 1, at most 8. On a shared small machine more threads
+    than free cores make a step several times slower (measured: docs/performance.md), so we
+    always set it explicitly and log it."""
     if threads <= 0:
+        from ..cpu_load import busy_cores
+
         try:
             avail = len(os.sched_getaffinity(0))
         except AttributeError:
             avail = os.cpu_count() or 1
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            load = 0.0
-        threads = max(1, min(8, avail, int(avail - load + 0.5)))
+        threads = max(1, min(8, avail, int(avail - busy_cores() + 0.5)))
     torch.set_num_threads(threads)
     return threads
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .. import dist
+from .. import cpu_load, dist
 from ..eval.evaluate import evaluate
 from ..model import gemm
 from ..model.forward import configure
@@ -103,14 +103,14 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
     procs = f" | processes {dist.world()} (gloo)" if dist.world() > 1 and device.type == "cpu" else (
         f" | processes {dist.world()}" if dist.world() > 1 else "")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    load = cpu_load.describe()
     wait = os.environ.get("OMP_WAIT_POLICY", "default")
     run = Run(cfg, run_dir)
     model_dir = _model_dir(cfg, last)
     run.tokenizer = load_tokenizer(model_dir)
     run.model = load_model(model_dir, cfg.model.dtype, device)
     mm = _select_gemm(cfg, device, run.model)
-    say(f"run dir {run_dir} | torch threads {threads} ({os.cpu_count()} cores, load {load:.1f}, OpenMP wait {wait}) "
+    say(f"run dir {run_dir} | torch threads {threads} ({os.cpu_count()} cores, {load}, OpenMP wait {wait}) "
         f"| device {device}{procs}{mm}")
     run.model.train()
     run.eos_ids = eos_ids(run.tokenizer, run.model)
