@@ -17,8 +17,8 @@ both ways (decode) and, if oneDNN wins there, a 1024^3 product (training), once 
 thread count, and uses oneDNN for decoding where it takes < 0.9x torch's time (measured here:
 0.43-0.79) and then for training too unless its probe is slower than torch's (measured here:
 0.55-0.91, the median of 7 alternating rounds; with 5 rounds and a 0.95 limit one of two 25M runs
-of a bench took torch for training). The choice is one word, logged, kept in checkpoints (a resumed run multiplies the
-same way) and taken from rank 0 with several processes. A model with no layer large enough
+of a bench took torch for training). The choice is one word, logged, kept in checkpoints (a
+resumed run multiplies the same way) and taken from rank 0 with several processes. A model with no layer large enough
 (both sides >= ``MIN_DIM``) is not probed.
 
 Numerics: both are IEEE float32 products with a different summation order. Against a float64
