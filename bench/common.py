@@ -51,12 +51,11 @@ def build_model(path: str | Path, size: str, seed: int = SEED) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def cpu_load():
-    """groupo/cpu_load.py loaded on its own (no torch, and not groupo's package import, which
-    decides an OpenMP policy for the process that imports it)."""
+    """groupo/runtime.py loaded on its own (no torch and no groupo package import in TRL's worker)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("groupo_cpu_load", Path(__file__).resolve().parent.parent
-                                                  / "groupo" / "cpu_load.py")
+    spec = importlib.util.spec_from_file_location("groupo_runtime", Path(__file__).resolve().parent.parent
+                                                  / "groupo" / "runtime.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

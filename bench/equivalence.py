@@ -85,28 +85,25 @@ def groupo_side(model_dir: str, beta: float, aggregation: str, rows, tok):
     import torch
 
     from groupo.config import load_config
-    from groupo.model.forward import configure
     from groupo.model.load import eos_ids, load_model
-    from groupo.rollout.hf import Rollout
-    from groupo.train import loop
-    from groupo.train import update as update_mod
-    from groupo.train.step import Collected
+    from groupo.model.policy import Policy
+    from groupo.rollout.base import Rollout
+    from groupo.train.collect import Collected
+    from groupo.train.score import score
+    from groupo.train.setup import Run
+    from groupo.train.update import optimise, prepare
     from groupo.types import Batch, Item
     from worker_groupo import overrides
 
     cfg = load_config("grpo", overrides(model_dir, beta, 1, torch.get_num_threads(), len(PROMPTS), G, MAX_NEW, 1e-4)
                       + [f"aggregation.name={aggregation}", "train.grad_clip=0"])
-    mc = cfg.model
-    run = loop.Run(cfg, Path(tempfile.mkdtemp()))
+    run = Run(cfg, Path(tempfile.mkdtemp()))
     run.tokenizer = tok
-    run.model = load_model(model_dir, "float32", "cpu").train()
+    run.policy = Policy(load_model(model_dir, "float32", "cpu").train(), cfg.forward)
     perturb(run.model)
     run.eos_ids = eos_ids(tok, run.model)
-    configure(run.model, mc.logprob_chunk, mc.autocast, mc.prefix_sharing)
-    ref = None
     if beta:
-        ref = configure(load_model(model_dir, "float32", "cpu").eval().requires_grad_(False), mc.logprob_chunk,
-                        mc.autocast, mc.prefix_sharing)
+        run.ref = Policy(load_model(model_dir, "float32", "cpu").eval().requires_grad_(False), cfg.forward)
     enc = tok([p for p, _ in PROMPTS], return_tensors="pt", padding=True, add_special_tokens=False)
     group = torch.arange(len(PROMPTS)).repeat_interleave(G)
     T = max(len(r) for r in rows)
@@ -140,7 +137,10 @@ def groupo_side(model_dir: str, beta: float, aggregation: str, rows, tok):
             pass
 
     opt = NoStep()
-    m = update_mod.update(run, col, opt, NoSchedule(), ref, step=1)
+    run.opt, run.sched = opt, NoSchedule()
+    data = prepare(run, col)
+    scored = score(col.batch, roll.completion_mask, cfg.components, MAX_NEW, labels=[it.group for it in col.items])
+    m = optimise(run, data, scored, step=1)
     run.hold.release(raise_pending=False)      # the loop would after logging the step (train/interrupt.py)
     return m["loss"], opt.grads
 

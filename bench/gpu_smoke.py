@@ -143,7 +143,7 @@ def model_dir(args, out: Path) -> Path:
 def train_overrides(args, path: Path, backend: str) -> tuple[str, list]:
     prec = ["model.dtype=bfloat16"] if args.precision == "bf16" else ["model.dtype=float32", "model.autocast=bfloat16"]
     common = [f"model.path={path}", *prec, f"model.device={args.device}", "model.gradient_checkpointing=true",
-              "model.logprob_chunk=64", f"generation.backend={backend}", "generation.group_size=8",
+              "forward.logprob_chunk=64", f"rollout.name={backend}", "generation.group_size=8",
               f"generation.max_new_tokens={args.max_new_tokens}", f"train.steps={args.steps}",
               "eval.before=false", "eval.after=false", "log.tensorboard=false", "log.progress=false",
               "log.line_every=1", "checkpoint.every=0"]
@@ -189,22 +189,21 @@ def run_train(args, path: Path, out: Path, backend: str) -> None:
 
 def _train_logp(model, roll, temperature: float, rows_per_pass: int = 8):
     import torch
-    from groupo.model.forward import completion_logprobs, configure
+    from groupo.model.forward import completion_logprobs
 
-    configure(model, logprob_chunk=64)
     out = []
     with torch.no_grad():
         for a in range(0, roll.completion_ids.shape[0], rows_per_pass):
             sl = slice(a, a + rows_per_pass)
             lp, _ = completion_logprobs(model, roll.prompt_ids[sl], roll.prompt_mask[sl], roll.completion_ids[sl],
-                                        roll.completion_mask[sl], temperature)
+                                        roll.completion_mask[sl], temperature, chunk=64)
             out.append(lp.float())
     return torch.cat(out)
 
 
 def _mismatch(model, roll, temperature):
     import torch
-    from groupo.rollout.vllm_backend import tis_stats, truncated_is_weights
+    from groupo.algo.tis import tis_stats, truncated_is_weights
 
     lp = _train_logp(model, roll, temperature)
     s = roll.sampler_logp.float()
@@ -246,8 +245,8 @@ def vllm_checks(args, path: Path) -> None:
     import torch
     from groupo.config import load_config
     from groupo.model.load import eos_ids, load_model, load_tokenizer
-    from groupo.rollout import generate
-    from groupo.rollout import vllm_backend as vb
+    from groupo.registry import build
+    from groupo.rollout import vllm as vb
 
     recipe, over = train_overrides(args, path, "vllm")
     cfg = load_config(recipe, over)
@@ -259,9 +258,11 @@ def vllm_checks(args, path: Path) -> None:
     prompts = [cfg.template(it.question, tok) for it in items]
     G, L, temp = 8, args.max_new_tokens, 1.0
 
+    backends = {"vllm": cfg.rollout, "lean": build("rollout", "lean")}
+
     def gen(ps, backend="vllm", seed=0):
         g = torch.Generator(device=dev).manual_seed(seed)
-        return generate(model, tok, ps, [G] * len(ps), L, eos, temperature=temp, generator=g, backend=backend)
+        return backends[backend].generate(model, tok, ps, [G] * len(ps), L, eos, temperature=temp, generator=g)
 
     few = prompts[:8]
     t0 = time.perf_counter()
@@ -274,18 +275,18 @@ def vllm_checks(args, path: Path) -> None:
 
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(3.0)            # a large, known change of the policy
-    stale = gen(few)                                      # version not bumped: the engine keeps old weights
+    stale = gen(few)                                      # not told: the engine keeps the old weights
     diff_stale, _, _ = _mismatch(model, stale, temp)
-    model._groupo_weights_version = getattr(model, "_groupo_weights_version", 0) + 1
+    cfg.rollout.weights_changed(model)
     synced = gen(few)
     diff_sync, _, _ = _mismatch(model, synced, temp)
     record("vllm weight sync", diff_sync < max(0.1, 2 * diff0) and diff_stale > 3 * diff_sync,
            stale_diff=diff_stale, synced_diff=diff_sync)
     with torch.no_grad():
         model.get_output_embeddings().weight.div_(3.0)
-    model._groupo_weights_version += 1
+    cfg.rollout.weights_changed(model)
 
-    eng = vb.get_engine(model)
+    eng = vb.get_engine(model, cfg.rollout)
     sync(dev)
     free_asleep = free_memory(dev)
     t0 = time.perf_counter()
@@ -313,7 +314,7 @@ def vllm_checks(args, path: Path) -> None:
     n = min(len(prompts), args.hf_prompts)
     sync(dev)
     t0 = time.perf_counter()
-    rr = gen(prompts[:n], backend="hf")
+    rr = gen(prompts[:n], backend="lean")
     dt = time.perf_counter() - t0
     record(f"hf generate {n}x{G} (groupo's sampler)", True, tokens=int(rr.completion_mask.sum()), seconds=dt,
            tokens_per_s=float(rr.completion_mask.sum()) / dt)
@@ -364,7 +365,7 @@ def main(argv=None) -> int:
     except ImportError:
         has_vllm = False
     if not args.skip_train:
-        run_train(args, path, out, "hf")
+        run_train(args, path, out, "lean")
         if has_vllm:
             run_train(args, path, out, "vllm")
         else:

@@ -35,7 +35,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from groupo.model.forward import completion_logprobs, configure
+    from groupo.registry import build
     from groupo.model.load import load_model
     from groupo.model.prefix import plan
     from groupo.model.tiny import build_tiny
@@ -62,11 +62,11 @@ def main() -> int:
 
     def step(mode):
         # "on": split attention (this is a Llama model); "dense": the dense-mask path; "off": naive
-        configure(model, prefix_sharing=mode)
+        forward = build("forward", {"on": "shared", "dense": "dense", "off": "naive"}[mode])
         model.zero_grad(set_to_none=True)
         sync()
         t0 = time.perf_counter()
-        lp, _ = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask)
+        lp, _ = forward.logprobs(model, p_ids, p_mask, c_ids, c_mask)
         (lp * c_mask).sum().backward()
         sync()
         return time.perf_counter() - t0

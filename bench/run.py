@@ -43,7 +43,7 @@ CONTENDED = 0.05                          # other processes' share of the CPUs a
 
 def auto_threads() -> int:
     """All cores when the machine is idle, else the cores other processes leave free
-    (groupo/cpu_load.py: the 1-minute load average, checked by a short measurement when it says
+    (groupo/runtime.py: the 1-minute load average, checked by a short measurement when it says
     busy; loaded on its own so that groupo's package import, which decides an OpenMP policy,
     does not run in this process)."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

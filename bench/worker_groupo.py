@@ -1,6 +1,6 @@
 """One groupo bench run (main venv): prints RESULT_JSON {...}. See bench/run.py.
 
-It runs groupo's own training loop (``groupo.train.loop.train``: collect -> update, the
+It runs groupo's own training loop (``groupo.train.loop.train``: collect -> score -> optimise, the
 code path of ``groupo train``) on the bench configuration, and times it from outside:
 
 * step time = wall time between the starts of consecutive loop iterations (``collect`` is
@@ -86,9 +86,9 @@ def main():
     starts, per_step = [], []
     orig_collect = loop.collect
 
-    def timed_collect(run, step_rng, gen, step=0):
+    def timed_collect(run, step=0):
         starts.append(time.perf_counter())
-        col = orig_collect(run, step_rng, gen, step)
+        col = orig_collect(run, step)
         r = col.rollout
         per_step.append({"prompts": [it.question for it in col.prompt_items],
                          "prompt_tokens": int(r.prompt_mask.sum()), "completion_tokens": int(r.completion_mask.sum()),

@@ -1,49 +1,29 @@
-"""groupo: group-relative policy optimization (GRPO and its variants) for RL
-post-training of language models with verifiable rewards.
+"""groupo: group-relative policy optimization (GRPO and its variants) for RL post-training of
+language models with verifiable rewards.
 
 Public API (kept stable):
     compute_advantages(rewards, group, method, **params) -> AdvantageResult
     verify(completion, gold, kind) -> float in [0, 1]
+
+Importing groupo has no side effects: it measures nothing, sets no environment variable and
+loads no heavy library (torch is imported by the functions that need it). Process settings
+(OpenMP's wait policy, threads) are decided by the entry points (``groupo.cli``, ``groupo.runtime``).
 """
 from __future__ import annotations
-
-import os
-
-
-def _wait_policy() -> str | None:
-    """OpenMP's wait policy for this process, decided once, before torch loads OpenMP.
-    Measured with the bench's 1M-model step at 2 threads on the 2-core machine
-    (docs/performance.md): idle machine, default spin 0.23 s vs PASSIVE 0.39-0.43 s;
-    one core busy with another process, default spin 0.99-1.40 s vs PASSIVE 0.38 s. So:
-    sleep (PASSIVE) when other processes are using more than half a core
-    (``cpu_load.busy_cores``: the 1-minute load average, checked by a short measurement
-    when it says busy, since it lags a finished job by minutes), else keep OpenMP's default.
-    A user's OMP_WAIT_POLICY wins. Only effective when groupo is imported before torch (the
-    CLI does)."""
-    if "OMP_WAIT_POLICY" in os.environ:
-        return None
-    from .cpu_load import busy_cores
-
-    return "PASSIVE" if busy_cores() > 0.5 else None
-
-
-WAIT_POLICY = _wait_policy()
-if WAIT_POLICY:
-    os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY
-
-import torch  # noqa: E402
-
-from .types import AdvantageResult, Batch, Item
 
 __version__ = "0.1.0"
 __all__ = ["compute_advantages", "verify", "AdvantageResult", "Batch", "Item", "__version__"]
 
 
-def compute_advantages(rewards, group, method: str = "grpo", **params) -> AdvantageResult:
+def compute_advantages(rewards, group, method: str = "grpo", **params):
     """Group-relative advantages for ``rewards`` ([N] or [N, K] for multi-reward methods)
     with ragged group ids ``group`` ([N] long). ``method`` is a registered advantage
-    name (``groupo list advantage``); ``params`` are that component's fields."""
+    name (``groupo list advantage``); ``params`` are that component's fields. Returns an
+    ``AdvantageResult`` (``.advantages`` [N], ``.keep`` [N] bool, ``.weights`` [N])."""
+    import torch
+
     from .registry import build
+    from .types import Batch
 
     rewards = torch.as_tensor(rewards, dtype=torch.float64)
     group = torch.as_tensor(group, dtype=torch.long)
@@ -62,3 +42,11 @@ def verify(completion: str, gold, kind: str) -> float:
     from .rewards.verify import verify as _verify
 
     return _verify(completion, gold, kind)
+
+
+def __getattr__(name: str):
+    if name in ("AdvantageResult", "Batch", "Item"):     # loaded on first use (they need torch)
+        from . import types
+
+        return getattr(types, name)
+    raise AttributeError(f"module 'groupo' has no attribute {name!r}")

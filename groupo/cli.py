@@ -38,10 +38,12 @@ def _user_errors() -> tuple:
     from .tasks import TaskError
     from .train.checkpoint import CheckpointError
     from .data.mqr import MQRError
+    from .plugins import PluginError
     from .rewards.components import RewardError
-    from .train.loop import TrainingError
+    from .train.setup import TrainingError
 
-    return ConfigError, RegistryError, ModelError, TaskError, CheckpointError, TrainingError, RewardError, MQRError
+    return (ConfigError, RegistryError, ModelError, TaskError, CheckpointError, TrainingError, RewardError, MQRError,
+            PluginError)
 
 
 def _console():
@@ -69,7 +71,7 @@ def cmd_train(args, recipe: str | None, base: dict | None = None) -> int:
     from .train.log import RichProgress
     from .train.loop import train
 
-    cfg = load_config(recipe, args.overrides, base=base)
+    cfg = load_config(recipe, _with_plugins(args), base=base)
     run_dir = _run_dir(cfg, args.out)
     if cfg.model.tiny and not cfg.model.path:
         cfg.model.path = str(run_dir / "model")
@@ -97,6 +99,16 @@ def cmd_train(args, recipe: str | None, base: dict | None = None) -> int:
     return 0
 
 
+def _with_plugins(args) -> list[str]:
+    """The overrides, with ``--plugin FILE`` options added to the recipe's ``plugins`` list."""
+    over = list(args.overrides)
+    if getattr(args, "plugin", None):
+        import yaml
+
+        over.append("plugins+=" + yaml.safe_dump(list(args.plugin), default_flow_style=True).strip())
+    return over
+
+
 def cmd_demo(args) -> int:
     return cmd_train(args, "demo")
 
@@ -106,7 +118,8 @@ def cmd_eval(args) -> int:
 
     from .config import ConfigError, load_config
     from .eval.evaluate import evaluate
-    from .model.load import eos_ids, load_model, load_tokenizer, pick_device, set_threads
+    from .model.load import eos_ids, load_model, load_tokenizer, pick_device
+    from .runtime import set_threads
     from .train import checkpoint as ckpt
 
     target = Path(args.target)
@@ -122,7 +135,7 @@ def cmd_eval(args) -> int:
         run_dir = target.parent.parent
     cfg_file = run_dir / "config.yaml"
     base = yaml.safe_load(cfg_file.read_text()) if cfg_file.exists() else {"model": {"path": str(model_dir)}}
-    overrides = list(args.overrides) + ([f"eval.n={args.n}"] if args.n is not None else [])
+    overrides = _with_plugins(args) + ([f"eval.n={args.n}"] if args.n is not None else [])
     cfg = load_config(None, overrides, base=base)
     set_threads(cfg.model.threads)
     items = cfg.task.eval_items()
@@ -165,6 +178,10 @@ def cmd_list(args) -> int:
     from .config import describe_component, recipe_names
     from .registry import AXES, names
 
+    if args.plugin:
+        from .config import _plugins
+
+        _plugins(list(args.plugin))
     console = _console()
     axes = [args.axis] if args.axis else list(AXES)
     table = Table(title="groupo components")
@@ -260,7 +277,7 @@ def cmd_mqr(args) -> int:
 
 def cmd_study(args) -> int:
     from .eval.study_report import write_study
-    from .study import load_study, run_study
+    from .eval.study import load_study, run_study
 
     study = load_study(args.study)
     out = Path(args.out or Path("study") / study.name)
@@ -269,7 +286,7 @@ def cmd_study(args) -> int:
     if not args.report_only:
         console.print(f"study: {study.name}: {len(study.cells)} cells -> {out}")
         run_study(study, out, console, only=only)
-    from .study import _done
+    from .eval.study import _done
 
     cells = [(c.label + (f" G={c.group_size}" if c.group_size else ""), c.seed, out / "runs" / c.key)
              for c in study.cells if _done(out / "runs" / c.key)]            # finished cells only
@@ -289,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--out", help="run directory (default runs/<name>)")
         sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
         sp.add_argument("--force", action="store_true", help="start over: delete the run directory's checkpoints first")
+        sp.add_argument("--plugin", action="append", metavar="FILE",
+                        help="a Python file registering your own components (repeatable; same as plugins: [FILE])")
 
     sp = sub.add_parser("demo", help="offline tiny-model demo: warm start, GRPO, eval before/after, report")
     run_opts(sp)
@@ -302,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted overrides, e.g. task.seed=999")
     sp.add_argument("--n", type=int, help="number of eval items")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument("--plugin", action="append", metavar="FILE", help="a Python file registering components")
     sp.set_defaults(func=cmd_eval)
     sp = sub.add_parser("compare", help="table of finished runs (accuracy before/after, worst group)")
     sp.add_argument("runs", nargs="+")
@@ -336,11 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_study)
     sp = sub.add_parser("list", help="registered components with their parameters and defaults")
     sp.add_argument("axis", nargs="?", help="one axis (task, reward, advantage, ...)")
+    sp.add_argument("--plugin", action="append", metavar="FILE", help="also list the components of this file")
     sp.set_defaults(func=cmd_list)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runtime import prepare_process
+
+    prepare_process()           # OpenMP's wait policy, before anything loads torch
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after options (``--out DIR k=v``), which argparse does

@@ -1,20 +1,29 @@
 """One registry per axis: register / build / names.
 
-Every component is a small frozen dataclass whose fields are its hyperparameters.
-``build(axis, name, params)`` validates the parameter names and types against the
-dataclass fields, so an unknown or mistyped parameter is an error naming it.
+Every component is a small frozen dataclass whose fields are its hyperparameters, subclassing
+its axis's protocol (``groupo.protocols``). ``build(axis, name, params)`` validates parameter
+names and types against the dataclass fields (``Literal[...]`` fields against their values), so
+an unknown or mistyped parameter is an error naming it.
+
+Built-in components are discovered: every module under the component packages is imported
+the first time a registry is read, so a new file registers itself. A user's own components
+come from Python files named in the recipe (``plugins: [my_components.py]``) or on the command
+line (``--plugin FILE``), loaded by ``groupo.plugins``.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import typing
 from typing import Any, Callable
 
-AXES = (
-    "task", "reward", "shaping", "advantage", "weighting", "filter", "objective",
-    "aggregation", "kl", "sampler", "allocation", "replay", "template", "forward", "generator",
-)
+from .protocols import AXES as PROTOCOLS
+from .protocols import members
+
+AXES = tuple(PROTOCOLS)
+# packages whose modules are imported to find the built-in components (every module, recursively)
+COMPONENT_PACKAGES = ("algo", "data", "prompts", "tasks", "rewards", "rollout", "model")
 
 _REGISTRY: dict[str, dict[str, type]] = {axis: {} for axis in AXES}
 
@@ -30,21 +39,60 @@ def closest(word: str, choices) -> str:
 
 
 def register(axis: str, name: str) -> Callable[[type], type]:
-    """Class decorator: register a frozen dataclass as component ``name`` on ``axis``."""
+    """Class decorator: register a frozen dataclass as component ``name`` on ``axis``. The class
+    must have every member of the axis's protocol (subclass it to inherit the defaults)."""
     if axis not in _REGISTRY:
-        raise KeyError(f"unknown axis {axis!r}")
+        raise RegistryError(f"unknown axis '{axis}'{closest(axis, AXES)}; axes: {', '.join(AXES)}")
 
     def deco(cls: type) -> type:
         if not dataclasses.is_dataclass(cls):
-            raise TypeError(f"{cls.__name__} must be a dataclass to be registered")
-        if name in _REGISTRY[axis] and _REGISTRY[axis][name] is not cls:
-            raise KeyError(f"{axis} component {name!r} registered twice")
+            raise RegistryError(f"{axis} component '{name}' ({cls.__qualname__}) must be a dataclass")
+        proto = PROTOCOLS[axis]
+        missing = [m for m in members(proto) if not hasattr(cls, m)]
+        if missing:
+            raise RegistryError(f"{axis} component '{name}' ({cls.__qualname__}) lacks {', '.join(missing)}: "
+                                f"subclass groupo.protocols.{proto.__name__}")
+        old = _REGISTRY[axis].get(name)
+        if old is not None and old is not cls and _origin(old) != _origin(cls):
+            raise RegistryError(f"{axis} component '{name}' is registered twice ({_origin(old)} and {_origin(cls)})")
+        _check_literals_on_init(cls)
         _REGISTRY[axis][name] = cls
         cls.component_name = name  # type: ignore[attr-defined]
         cls.component_axis = axis  # type: ignore[attr-defined]
         return cls
 
     return deco
+
+
+def _origin(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _literals(cls: type) -> dict[str, tuple]:
+    """{field: allowed values} for the ``Literal[...]`` fields of a dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(cls)
+            if f.name in hints and typing.get_origin(hints[f.name]) is typing.Literal}
+
+
+def _check_literals_on_init(cls: type) -> None:
+    """Make ``cls(...)`` refuse a value outside a ``Literal`` field's choices (as ``build`` does),
+    so components constructed directly in Python are checked too."""
+    allowed = _literals(cls)
+    if not allowed or getattr(cls.__init__, "_groupo_checked", False):
+        return
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        for key, choices in allowed.items():
+            value = getattr(self, key)
+            if value not in choices:
+                raise ValueError(f"{key} must be one of {list(choices)}, got {value!r}{closest(value, choices)}")
+
+    __init__._groupo_checked = True  # type: ignore[attr-defined]
+    cls.__init__ = __init__
 
 
 def names(axis: str) -> list[str]:
@@ -83,6 +131,20 @@ def params_of(cls: type) -> dict[str, tuple[Any, Any]]:
     return out
 
 
+def type_name(annotation) -> str:
+    """A short readable name of a field's type: ``int``, ``list[int]``, ``group|batch|none``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return "|".join(str(a) for a in args)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        return " or ".join(type_name(a) for a in args if a is not type(None)) + (
+            " or null" if type(None) in args else "")
+    if origin in (list, tuple, dict):
+        inner = ", ".join(type_name(a) for a in args if a is not Ellipsis)
+        return f"{origin.__name__}[{inner}]" if inner else origin.__name__
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
 def coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check/convert ``value`` to ``annotation``; raise RegistryError naming ``where``."""
     origin = typing.get_origin(annotation)
@@ -92,16 +154,17 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     if origin is typing.Union or str(origin) == "types.UnionType" or (origin is not None and type(None) in args):
         if value is None and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return coerce(value, a, where)
-            except RegistryError as e:
-                errors.append(str(e))
-        raise RegistryError(f"{where}: value {value!r} does not fit {annotation}")
+            except RegistryError:
+                pass
+        raise RegistryError(f"{where}: value {value!r} does not fit {type_name(annotation)}")
     if origin is typing.Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(args):
+            value = "on" if value else "off"      # YAML 1.1 reads on/off as booleans
         if value not in args:
             raise RegistryError(f"{where}: value {value!r} is not one of {list(args)}{closest(value, args)}")
         return value
@@ -168,19 +231,16 @@ _LOADED = False
 
 
 def _ensure_loaded() -> None:
-    """Import the built-in component modules so that they register themselves."""
+    """Import every module of the component packages, so that built-in components register
+    themselves (a new file needs no entry anywhere)."""
     global _LOADED
     if _LOADED:
         return
     _LOADED = True
     import importlib
+    import pkgutil
 
-    for mod in (
-        "groupo.algo.advantage", "groupo.algo.objective", "groupo.algo.kl", "groupo.algo.aggregation",
-        "groupo.algo.filter", "groupo.algo.advantage_zoo", "groupo.algo.advantage_zoo2", "groupo.algo.weighting",
-        "groupo.algo.aggregation_zoo", "groupo.algo.objective_zoo", "groupo.algo.shaping", "groupo.algo.maxmin",
-        "groupo.prompt_aug",
-        "groupo.tasks", "groupo.rewards", "groupo.sampler", "groupo.samplers", "groupo.allocation",
-        "groupo.template", "groupo.replay", "groupo.algo.shaping_r3",
-    ):
-        importlib.import_module(mod)
+    for pkg in COMPONENT_PACKAGES:
+        package = importlib.import_module(f"{__package__}.{pkg}")
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            importlib.import_module(info.name)

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 nice python scripts/fuzz_campaign.py [--n 10000] [--math-n 10000] [--seed 0]
         [--timeout 5] [--hang-n 200] [--hang-every 20] [--out runs/fuzz_campaign.md]
 
-Runs groupo.rewards.fuzzing.campaign for every checker kind (``--n`` inputs each, ``--math-n``
+Runs tests/fuzz/fuzzing.py's campaign for every checker kind (``--n`` inputs each, ``--math-n``
 for math), then a math run with injected worker hangs (``--hang-n`` inputs, every
 ``--hang-every``-th hangs; 0 turns it off), prints the markdown table and writes it to ``--out``.
 Exit code 1 if any row has a crash, a bad score, a code execution, a false positive, a missed
@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))   # the fuzz corpus
 
 from groupo.rewards import mathpool  # noqa: E402
-from groupo.rewards.fuzzing import KINDS, campaign, canary_dir, failures, markdown_table  # noqa: E402
+from fuzz.fuzzing import KINDS, campaign, canary_dir, failures, markdown_table  # noqa: E402
 
 
 def main() -> int:

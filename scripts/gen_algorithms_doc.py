@@ -26,9 +26,12 @@ answer checker), `template` (prompt text), `sampler` (which prompts), `allocatio
 rollouts each), `replay` (R³ replay and reflection), rewards (`correct`, `format`, `python`, ...),
 `shaping` (transforms of the rewards), `advantage`, `weighting` (per-question weights),
 `filter` (which groups train), `objective` (per-token loss), `kl`, `aggregation` (how token
-losses are averaged). A recipe (YAML) picks one per axis and sets their parameters; any key can
-be overridden on the command line (`advantage.name=mc_grpo objective.eps_high=0.28`).
-`groupo list [axis]` prints the same catalogue in the terminal.
+losses are averaged), and how the model is run: `rollout` (the generation backend) and `forward`
+(how log-probs are computed; every path equals the naive one). A recipe (YAML) picks one per axis
+and sets their parameters; any key can be overridden on the command line
+(`advantage.name=mc_grpo objective.eps_high=0.28`). `groupo list [axis]` prints the same catalogue
+in the terminal; a Python file passed with `--plugin` (or `plugins:` in a recipe) adds your own
+components (README, "Your own components").
 
 Offline data step (not an axis): `groupo mqr` (MQR question reformulation, arXiv 2601.20614),
 see `groupo/data/mqr.py`.

@@ -6,11 +6,8 @@ import pytest
 import torch
 
 import groupo
-import groupo.algo.advantage_zoo  # noqa: F401  (registers mc_grpo, ngrpo, gdpo, reinforce_pp)
-import groupo.algo.advantage_zoo2  # noqa: F401  (registers dgpo, agrae, vgpo)
-import groupo.algo.aggregation_zoo  # noqa: F401  (registers dgpo_token_mean)
 import groupo.algo.weighting  # noqa: F401  (registers uniform, dgpo_dqw)
-from groupo.algo.advantage_zoo import batch_whiten
+from groupo.algo.advantage.common import batch_whiten
 from groupo.registry import RegistryError, build, names
 from groupo.types import Batch
 

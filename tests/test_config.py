@@ -37,7 +37,11 @@ def test_user_recipe_file_extends_builtin(tmp_path):
     (["advantage.epz=1"], "unknown parameter 'advantage.epz' for advantage 'grpo' (did you mean 'eps'?)"),
     (["advantage.name=grpoo"], "unknown advantage 'grpoo' (did you mean 'grpo'?)"),
     (["generation.group_size=0"], "generation.group_size must be >= 1"),
-    (["generation.tis_cap=-1"], "generation.tis_cap must be >= 0"),
+    (["rollout.name=vllm", "rollout.tis_cap=-1"], "rollout: tis_cap must be >= 0"),
+    (["rollout.name=lean", "rollout.tis_cap=2"], "unknown parameter 'rollout.tis_cap' for rollout 'lean'"),
+    (["forward.name=fast"], "unknown forward 'fast'"),
+    (["model.dtype=float64"], "model.dtype: value 'float64' is not one of ['float32', 'bfloat16', 'float16']"),
+    (["objective.name=disco", "objective.variant=disco_c"], "did you mean 'disco_b'?"),
     (["train.schedule=cosin"], "did you mean 'cosine'?"),
     (["rewards.0.name=corect"], "did you mean 'correct'?"),
     (["train"], "must look like key.sub=value"),
@@ -75,10 +79,31 @@ def test_cross_section_check_runs_before_training():
         load_config("dapo", ["model.path=/m", "generation.max_new_tokens=32"])
 
 
-@pytest.mark.parametrize("typed, want", [("on", "on"), ("off", "off"), ("auto", "auto"), ("true", "on"),
-                                         ("false", "off")])
-def test_prefix_sharing_on_off_survive_yaml_booleans(typed, want):
-    # YAML 1.1 reads on/off as booleans; the switch must still mean what the user typed
-    assert load_config("grpo", ["model.path=/m", f"model.prefix_sharing={typed}"]).model.prefix_sharing == want
+@pytest.mark.parametrize("typed, want", [("on", "shared"), ("off", "naive"), ("auto", "auto"), ("true", "shared"),
+                                         ("false", "naive"), ("dense", "dense")])
+def test_keys_of_earlier_releases_move_to_their_component(typed, want):
+    """model.prefix_sharing / logprob_chunk -> forward, generation.backend / tis_cap -> rollout: old
+    recipes and run directories still load (YAML 1.1 reads on/off as booleans: still what was typed)."""
+    cfg = load_config("grpo", ["model.path=/m", f"model.prefix_sharing={typed}", "model.logprob_chunk=8"])
+    assert cfg.raw["forward"] == {"name": want, "logprob_chunk": 8} and "prefix_sharing" not in cfg.raw["model"]
     with pytest.raises(ConfigError, match="model.prefix_sharing"):
         load_config("grpo", ["model.path=/m", "model.prefix_sharing=sometimes"])
+    old = load_config("grpo", ["model.path=/m", "generation.backend=hf", "generation.tis_cap=2.0"])
+    assert old.raw["rollout"] == {"name": "lean"} and "backend" not in old.raw["generation"]
+    vllm = load_config("grpo", ["model.path=/m", "generation.backend=vllm", "generation.tis_cap=3.0"])
+    assert vllm.raw["rollout"]["name"] == "vllm" and vllm.rollout.tis_cap == 3.0
+
+
+def test_literal_fields_are_checked_when_built_in_python_too():
+    from groupo.algo.advantage.classic import GRPO
+
+    with pytest.raises(ValueError, match="scale must be one of"):
+        GRPO(scale="groups")
+    assert GRPO(scale="batch").scale == "batch"
+
+
+def test_list_overrides_append_with_plus_equals():
+    base = {"rewards": [{"name": "correct"}]}
+    out = apply_overrides(base, ["rewards+={name: format, weight: 0.1}", "plugins+=[a.py, b.py]"])
+    assert out["rewards"] == [{"name": "correct"}, {"name": "format", "weight": 0.1}]
+    assert out["plugins"] == ["a.py", "b.py"] and base == {"rewards": [{"name": "correct"}]}

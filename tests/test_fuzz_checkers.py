@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from groupo.registry import build
 from groupo.rewards import checkers, mathpool
-from groupo.rewards.fuzzing import (HANG, KINDS, MINUS, bomb, campaign, canary_dir, cases, failures,
+from fuzz.fuzzing import (HANG, KINDS, MINUS, bomb, campaign, canary_dir, cases, failures,
                                     inject_hangs, injections, random_text, wrap)
 from groupo.rewards.verify import verify
 from groupo.types import Item

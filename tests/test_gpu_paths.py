@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from groupo.rollout import vllm_backend as vb
-from groupo.rollout.vllm_backend import truncated_is_weights
+from groupo.algo.tis import tis_stats, truncated_is_weights
+from groupo.registry import build
+from groupo.rollout import vllm as vb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +71,7 @@ def test_truncated_is_weights_cap_and_padding_by_hand():
     mask = torch.tensor([[1, 1], [1, 0]])
     w = truncated_is_weights(old, smp, mask, cap=3.0)
     assert torch.allclose(w, torch.tensor([[3.0, math.exp(-0.5)], [1.0, 0.0]]))
-    s = vb.tis_stats(w, old.detach(), smp, mask, cap=3.0)
+    s = tis_stats(w, old.detach(), smp, mask, cap=3.0)
     # mean weight (3 + 0.6065 + 1) / 3; one of three tokens capped; |diff| (5 + 0.5 + 0) / 3
     assert s["tis/mean_weight"] == pytest.approx((3 + math.exp(-0.5) + 1) / 3)
     assert s["tis/capped_frac"] == pytest.approx(1 / 3)
@@ -161,8 +162,7 @@ def fake_vllm(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(vb, "_ENGINE", None)
     saved = dict(os.environ)           # the engine sets torch.distributed's env:// variables
-    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "VLLM_ENABLE_V1_MULTIPROCESSING",
-              "GROUPO_VLLM_SEEDED", "GROUPO_VLLM_ENGINE_ARGS", "GROUPO_VLLM_GPU_MEMORY"):
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "VLLM_ENABLE_V1_MULTIPROCESSING"):
         os.environ.pop(k, None)
     _FakeLLM.made.clear()
     yield _FakeLLM
@@ -180,8 +180,8 @@ def test_vllm_backend_rollout_matches_hf_conventions_and_training_logprobs(fake_
 
     model, tok = load_model(tiny_dir), load_tokenizer(tiny_dir)
     eos, sizes, temp = eos_ids(tok, model), [3, 2, 3], 1.3
-    r = generate(model, tok, PROMPTS, sizes, 6, eos, temperature=temp,
-                 generator=torch.Generator().manual_seed(0), backend="vllm")
+    r = build("rollout", "vllm").generate(model, tok, PROMPTS, sizes, 6, eos, temperature=temp,
+                                          generator=torch.Generator().manual_seed(0))
     llm = fake_vllm.made[0]
     assert llm.kw["model"] == str(tiny_dir) and llm.kw["dtype"] == "float32" and llm.kw["enable_sleep_mode"]
     assert llm.kw["distributed_executor_backend"] == "external_launcher"
@@ -207,13 +207,13 @@ def test_vllm_backend_rollout_matches_hf_conventions_and_training_logprobs(fake_
 
 def test_vllm_backend_seeds_wake_sync_sleep_order(fake_vllm, tiny_dir):
     from groupo.model.load import eos_ids, load_model, load_tokenizer
-    from groupo.rollout import generate
 
     model, tok = load_model(tiny_dir), load_tokenizer(tiny_dir)
     eos = eos_ids(tok, model)
+    backend = build("rollout", "vllm")
 
     def run(gen, prompts=PROMPTS, sizes=(2, 2, 2)):
-        return generate(model, tok, prompts, list(sizes), 5, eos, temperature=1.0, generator=gen, backend="vllm")
+        return backend.generate(model, tok, prompts, list(sizes), 5, eos, temperature=1.0, generator=gen)
 
     a = run(torch.Generator().manual_seed(7))
     llm = fake_vllm.made[0]
@@ -229,10 +229,10 @@ def test_vllm_backend_seeds_wake_sync_sleep_order(fake_vllm, tiny_dir):
     rows = (c.group == 1).nonzero().squeeze(1)
     w = alone.completion_ids.shape[1]
     assert torch.equal(c.completion_ids[rows][:, :w], alone.completion_ids)
-    # an optimizer step (the loop bumps the version): wake weights, sync, reset cache, wake KV cache
+    # an optimizer step (the loop tells the backend): wake weights, sync, reset cache, wake KV cache
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(3.0)
-    model._groupo_weights_version = 1
+    backend.weights_changed(model)
     n = len(llm.calls)
     run(torch.Generator().manual_seed(7))
     assert llm.calls[n:] == ["wake:weights", "load_weights", "reset_prefix_cache", "wake:kv_cache", "generate",
@@ -242,19 +242,19 @@ def test_vllm_backend_seeds_wake_sync_sleep_order(fake_vllm, tiny_dir):
     assert len(fake_vllm.made) == 1                                         # one engine per process
 
 
-def test_vllm_seeds_unseeded_and_engine_args(fake_vllm, tiny_dir, monkeypatch):
-    from groupo.model.load import load_model, load_tokenizer
+def test_vllm_seeds_unseeded_and_engine_args(fake_vllm, tiny_dir):
+    """The backend's own fields configure the engine (no environment variables)."""
+    from groupo.config import load_config
+    from groupo.model.load import load_model
 
-    monkeypatch.setenv("GROUPO_VLLM_SEEDED", "0")
-    monkeypatch.setenv("GROUPO_VLLM_ENGINE_ARGS", json.dumps({"max_num_seqs": 512}))
-    monkeypatch.setenv("GROUPO_VLLM_GPU_MEMORY", "0.25")
-    model, tok = load_model(tiny_dir), load_tokenizer(tiny_dir)
-    model._groupo_autocast = torch.bfloat16        # float32 master weights, bf16 forward: vLLM in bf16
-    eng = vb.get_engine(model)
+    cfg = load_config("grpo", [f"model.path={tiny_dir}", "rollout.name=vllm", "rollout.seeded=false",
+                               "rollout.engine_args={max_num_seqs: 512}", "rollout.gpu_memory_utilization=0.25"])
+    model = load_model(tiny_dir)
+    eng = vb.get_engine(model, cfg.rollout, autocast=torch.bfloat16)   # float32 weights, bf16 forward: vLLM in bf16
     assert not eng.seeded and eng.llm.kw["max_num_seqs"] == 512 and eng.llm.kw["gpu_memory_utilization"] == 0.25
     assert eng.llm.kw["dtype"] == "bfloat16"
-    monkeypatch.setenv("GROUPO_VLLM_DTYPE", "float16")
-    assert vb.engine_dtype(model) == "float16"
+    assert vb.engine_dtype(model, build("rollout", "vllm", {"dtype": "float16"})) == "float16"
+    assert vb.engine_dtype(model, cfg.rollout) == torch.float32
     s1 = vb.prompt_seeds(torch.Generator().manual_seed(3), 4)
     s2 = vb.prompt_seeds(torch.Generator().manual_seed(3), 4)
     assert s1 == s2 and len(set(s1)) == 4 and all(0 <= s < 2 ** 30 for s in s1)
@@ -264,6 +264,7 @@ def test_vllm_seeds_unseeded_and_engine_args(fake_vllm, tiny_dir, monkeypatch):
 
 def test_to_rollout_by_hand():
     from groupo.model.tiny import build_tokenizer
+    from groupo.rollout.base import to_rollout
 
     tok = build_tokenizer()
     pad, eos = tok.pad_token_id, tok.eos_token_id
@@ -273,7 +274,7 @@ def test_to_rollout_by_hand():
              (0, [y, y, y], [-1.0, -2.0, -3.0]),       # no EOS: truncated
              (1, [eos, x, y], [-0.2, -9.0, -9.0]),     # tokens after EOS are cut
              (1, [x, y, eos], [-0.3, -0.4, -0.6])]     # EOS on the last position: not truncated
-    r = vb.to_rollout(enc, comps, tok, [eos], "cpu")
+    r = to_rollout(enc, comps, tok, [eos], "cpu")
     assert r.prompt_ids.tolist() == [[x, y, x], [x, y, x], [pad, pad, y], [pad, pad, y]]
     assert r.prompt_mask.tolist() == [[1, 1, 1], [1, 1, 1], [0, 0, 1], [0, 0, 1]]
     assert r.completion_ids.tolist() == [[x, eos, pad], [y, y, y], [eos, pad, pad], [x, y, eos]]
@@ -309,13 +310,13 @@ def test_lora_inference_weights_are_merged_out_of_place(tiny_dir):
 
 
 def test_training_step_through_the_vllm_backend_on_cpu(fake_vllm, tiny_dir, tmp_path):
-    """The loop with generation.backend=vllm: weights synced after every optimizer step and
+    """The loop with rollout.name=vllm: weights synced after every optimizer step and
     the TIS weights are 1 (this sampler is exact)."""
     from groupo.config import load_config
     from groupo.train.loop import train
 
     cfg = load_config("demo", [f"model.path={tiny_dir}", "model.tiny=false", "model.threads=1", "model.device=cpu",
-                               "generation.backend=vllm", "generation.group_size=2", "generation.prompts_per_step=2",
+                               "rollout.name=vllm", "generation.group_size=2", "generation.prompts_per_step=2",
                                "generation.max_new_tokens=3", "train.steps=2", "warmstart.steps=0",
                                "eval.before=false", "eval.after=false", "log.tensorboard=false", "log.progress=false",
                                "task.eval_size=4", "checkpoint.every=0"])
@@ -330,17 +331,17 @@ def test_training_step_through_the_vllm_backend_on_cpu(fake_vllm, tiny_dir, tmp_
 def test_vllm_backend_without_vllm_or_gpu_is_one_clear_error(tiny, monkeypatch):
     model, tok = tiny
     from groupo.model.load import ModelError
-    from groupo.rollout import generate
 
+    generate = build("rollout", "vllm").generate
     monkeypatch.setattr(vb, "_ENGINE", None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ModelError, match=r"generation.backend=vllm needs `pip install groupo\[vllm\]` and a CUDA GPU "
+    with pytest.raises(ModelError, match=r"rollout.name=vllm needs `pip install groupo\[vllm\]` and a CUDA GPU "
                                          r"\(no CUDA device is visible\)"):
-        generate(model, tok, ["a=+1;?a"], [2], 3, [tok.eos_token_id], backend="vllm")
+        generate(model, tok, ["a=+1;?a"], [2], 3, [tok.eos_token_id])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setitem(sys.modules, "vllm", None)         # import vllm -> ImportError
     with pytest.raises(ModelError, match=r"\(vllm is not installed\)"):
-        generate(model, tok, ["a=+1;?a"], [2], 3, [tok.eos_token_id], backend="vllm")
+        generate(model, tok, ["a=+1;?a"], [2], 3, [tok.eos_token_id])
 
 
 # ----------------------------------------------------------------------------- recipes, scripts
@@ -353,8 +354,9 @@ def test_real_model_recipes_validate(recipe, tiny_dir, tmp_path):
     cfg = load_config(recipe, [f"model.path={tiny_dir}", f"task.path={data}"])
     g, m = cfg.generation, cfg.model
     # float32 master weights + bf16 autocast: see test_pure_bf16_adamw_loses_small_updates
-    assert g.backend == "vllm" and m.dtype == "float32" and m.autocast == "bfloat16" and m.gradient_checkpointing
-    assert g.group_size == 8 and g.max_new_tokens == 1024 and g.tis_cap == 2.0
+    assert cfg.raw["rollout"]["name"] == "vllm" and m.dtype == "float32" and m.autocast == "bfloat16"
+    assert m.gradient_checkpointing and cfg.forward.logprob_chunk == 64
+    assert g.group_size == 8 and g.max_new_tokens == 1024 and cfg.rollout.tis_cap == 2.0
     assert g.prompts_per_step == (64 if recipe.endswith("1gpu") else 256)
     with pytest.raises(ConfigError, match="model.path is required"):       # the user must give the model
         load_config(recipe, [f"task.path={data}"])
@@ -422,5 +424,5 @@ def test_gpu_smoke_checks_dry_run_on_cpu_with_the_fake_engine(fake_vllm, tiny_di
     args = gs.main.__globals__["argparse"].Namespace(model=str(tiny_dir), max_new_tokens=4, steps=1, train_arg=[],
                                                      precision="autocast", device="cpu", timeout=600)
     gs.RESULTS.clear()
-    gs.run_train(args, tiny_dir, tmp_path / "smoke", "hf")
+    gs.run_train(args, tiny_dir, tmp_path / "smoke", "lean")
     assert gs.RESULTS[0]["status"] == "OK" and gs.RESULTS[0]["steps"] == 1, gs.RESULTS

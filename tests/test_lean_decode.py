@@ -62,7 +62,7 @@ def test_lean_logits_match_the_transformers_forward(kind, sizes, layout, start):
     pos = (p_mask.cumsum(1) - 1).clamp(min=0)
     with torch.no_grad():
         out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=pos, use_cache=True,
-                    **{hf._CACHE_ARG(model): DynamicCache(config=model.config)})
+                    **{hf._cache_arg(model): DynamicCache(config=model.config)})
     cache = getattr(out, "cache", None) or out.past_key_values
     dec = lean.LeanDecoder(model, rows, Lp, T, layout=layout, start=start)
     # auto: shared when groups are equal and the prompt (7) is longer than the generation (6)
@@ -92,10 +92,9 @@ def test_generate_with_and_without_the_lean_step_samples_the_same_tokens(kind, m
     prompts = ["1+1=", "what is 2*3?", "x"]
     out = {}
     for flag in (True, False):
-        monkeypatch.setattr(lean, "enabled", lambda f=flag: f)
         gen = torch.Generator().manual_seed(7)
         out[flag] = hf.generate(model, tok, prompts, [4, 4, 4], 9, [tok.eos_token_id], temperature=1.0,
-                                generator=gen)
+                                generator=gen, decode="lean" if flag else "hf")
     assert torch.equal(out[True].completion_ids, out[False].completion_ids)
     assert torch.equal(out[True].completion_mask, out[False].completion_mask)
     assert out[True].texts == out[False].texts
@@ -119,12 +118,10 @@ def test_supports_says_why_not():
 def test_generation_runs_under_the_models_autocast_without_the_lean_step(monkeypatch):
     """model.autocast=bfloat16: sampling uses the training numerics (bf16 autocast); the lean
     step (float32/float64 only) stands aside."""
-    from groupo.model.forward import configure
     from groupo.model.tiny import build_tokenizer
 
     tok = build_tokenizer()
     model = _model("llama", seed=2, vocab=len(tok), pad=tok.pad_token_id, eos=tok.eos_token_id).float()
-    configure(model, autocast="bfloat16")
     seen = []
     real = hf.sample_next
 
@@ -138,7 +135,7 @@ def test_generation_runs_under_the_models_autocast_without_the_lean_step(monkeyp
     monkeypatch.setattr(hf, "sample_next", spy)
     monkeypatch.setattr(lean, "LeanDecoder", no_lean)
     r = hf.generate(model, tok, ["1+1=", "2+2="], [3, 3], 5, [tok.eos_token_id], temperature=1.0,
-                    generator=torch.Generator().manual_seed(0))
+                    generator=torch.Generator().manual_seed(0), autocast=torch.bfloat16)
     assert r.completion_ids.shape[0] == 6 and seen and all(seen)
     assert not torch.is_autocast_enabled("cpu")              # the context ends with generate
 
@@ -157,7 +154,7 @@ def test_compacting_finished_rows_keeps_the_other_rows_logits():
     pos = (p_mask.cumsum(1) - 1).clamp(min=0)
     with torch.no_grad():
         out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=pos, use_cache=True,
-                    **{hf._CACHE_ARG(model): DynamicCache(config=model.config)})
+                    **{hf._cache_arg(model): DynamicCache(config=model.config)})
     cache = getattr(out, "cache", None) or out.past_key_values
     full, part = (lean.LeanDecoder(model, rows, Lp, T, layout="rows", start=2) for _ in range(2))
     full.load_prefill(cache, p_mask)
@@ -193,9 +190,9 @@ def test_generation_drops_finished_rows_and_samples_the_same_tokens(monkeypatch)
     monkeypatch.setattr(lean.LeanDecoder, "compact", lambda self, keep: kept.append(keep.numel()) or real(self, keep))
     out = {}
     for flag in (True, False):
-        monkeypatch.setattr(lean, "enabled", lambda f=flag: f)
         out[flag] = hf.generate(model, tok, ["1+1=", "what is 2*3?", "xy"], [4, 4, 4], 12, [tok.eos_token_id],
-                                temperature=1.0, generator=torch.Generator().manual_seed(11))
+                                temperature=1.0, generator=torch.Generator().manual_seed(11),
+                                decode="lean" if flag else "hf")
     lengths = out[False].completion_mask.sum(1)
     assert kept and kept == sorted(kept, reverse=True) and kept[-1] < 12, (kept, lengths.tolist())
     assert int(lengths.min()) < int(lengths.max())

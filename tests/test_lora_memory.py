@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from groupo.cli import main
-from groupo.model.forward import completion_logprobs, configure
+from groupo.model.forward import completion_logprobs
 from groupo.model.load import load_model
 
 
@@ -28,8 +28,7 @@ def test_chunked_logprobs_equal_naive_in_float64(tiny_dir, tiny, chunk):
     (lp_a * args[3]).sum().backward()
     grads_a = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    configure(model, logprob_chunk=chunk)
-    lp_b, ent_b = completion_logprobs(model, *args, temperature=1.3, with_entropy=True)
+    lp_b, ent_b = completion_logprobs(model, *args, temperature=1.3, with_entropy=True, chunk=chunk)
     (lp_b * args[3]).sum().backward()
     assert torch.allclose(lp_a, lp_b, atol=1e-12, rtol=0) and torch.allclose(ent_a, ent_b, atol=1e-12, rtol=0)
     for ga, p in zip(grads_a, model.parameters()):
@@ -80,7 +79,7 @@ def test_lora_trains_resumes_and_exports_a_plain_model(tiny_dir, tmp_path):
 def test_gradient_checkpointing_and_bf16_autocast_run(tiny_dir, tmp_path):
     f = tmp_path / "varied.py"
     f.write_text("def reward(completions, **kw):\n    return [float(len(c) % 3) for c in completions]\n")
-    over = ["model.gradient_checkpointing=true", "model.autocast=bfloat16", "model.logprob_chunk=2",
+    over = ["model.gradient_checkpointing=true", "model.autocast=bfloat16", "forward.name=naive", "forward.logprob_chunk=2",
             "train.steps=1", "eval.after=false", f"rewards=[{{name: python, path: {f}}}]"]
     assert _train(tmp_path / "run", tiny_dir, *over) == 0
     row = json.loads((tmp_path / "run/metrics.jsonl").read_text().splitlines()[0])

@@ -3,6 +3,7 @@ import torch
 
 from groupo.model.forward import completion_logprobs
 from groupo.model.load import eos_ids
+from groupo.model.policy import Policy
 from groupo.registry import build
 from groupo.rollout import generate
 from groupo.train.loss import StepData, accumulate_loss, micro_slices
@@ -22,7 +23,8 @@ def _step_data(model, tok, agg="seq_mean_token_mean"):
 
 def _grads(model, d, k, kl=None):
     model.zero_grad(set_to_none=True)
-    m = accumulate_loss(model, d, build("objective", "ppo_clip", {}), kl or build("kl", "none", {}), k, 1.0)
+    m = accumulate_loss(Policy(model, build("forward", "naive")), d, build("objective", "ppo_clip", {}),
+                        kl or build("kl", "none", {}), k, 1.0)
     return [p.grad.clone() for p in model.parameters() if p.grad is not None], m["loss"]
 
 

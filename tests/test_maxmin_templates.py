@@ -5,10 +5,8 @@ from collections import Counter
 import pytest
 import torch
 
-import groupo.algo.maxmin  # noqa: F401  (registers advantage 'maxmin')
-import groupo.prompt_aug  # noqa: F401  (registers template 'prompt_augmentation', reward 'template_format')
-from groupo.algo.maxmin import MaxMin
-from groupo.prompt_aug import TEMPLATES, PromptAugmentation, TemplateFormat, format_score, template_of
+from groupo.algo.advantage.maxmin import MaxMin
+from groupo.prompts.augmentation import TEMPLATES, PromptAugmentation, TemplateFormat, format_score, template_of
 from groupo.registry import RegistryError, build
 from groupo.types import Batch, Item
 
@@ -222,7 +220,7 @@ def test_template_draws_identical_across_processes():
     import subprocess
     import sys
 
-    code = ("from groupo.prompt_aug import PromptAugmentation as P; a = P(seed=5); "
+    code = ("from groupo.prompts.augmentation import PromptAugmentation as P; a = P(seed=5); "
             "print(','.join(a.choose(s, i) for s in range(3) for i in range(40)))")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2", "random")}

@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 
-import groupo.algo.objective_zoo  # noqa: F401  (registers gspo, gspo_token, disco)
 from groupo.registry import RegistryError, build, params_of
 
 D = torch.float64

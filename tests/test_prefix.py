@@ -11,10 +11,18 @@ padding (the ground truth), which has the same cause."""
 import pytest
 import torch
 
-from groupo.model.forward import completion_logprobs, configure
-from groupo.model.load import load_model
 from groupo.model import prefix
+from groupo.model.forward import completion_logprobs
+from groupo.model.load import load_model
 from groupo.model.prefix import choose, costs, plan
+from groupo.registry import build
+
+FORWARD = {"off": "naive", "on": "shared", "dense": "dense", "auto": "auto"}   # prefix.choose's modes
+
+
+def logprobs(model, mode, *args, **kw):
+    """Completion log-probs through the forward component of ``mode``."""
+    return build("forward", FORWARD[mode]).logprobs(model, *args, **kw)
 
 
 @pytest.fixture(params=["split", "split_sdpa", "split_grid", "dense"])
@@ -43,9 +51,9 @@ def _batch(tok):
     return p["input_ids"], p["attention_mask"], c, cm
 
 
-def _run(model, args, temp):
+def _run(model, args, temp, mode):
     model.zero_grad()
-    lp, ent = completion_logprobs(model, *args, temperature=temp, with_entropy=True)
+    lp, ent = logprobs(model, mode, *args, temperature=temp, with_entropy=True)
     w = torch.linspace(0.5, 1.5, lp.numel(), dtype=lp.dtype).view_as(lp)
     (lp * w * args[3]).sum().backward()
     return lp * args[3], ent * args[3], [p.grad.clone() for p in model.parameters()]
@@ -56,15 +64,14 @@ def test_shared_prefix_equals_naive_float64(tiny_dir, tiny, temp, path):
     _, tok = tiny
     model = load_model(tiny_dir).double()
     args = _batch(tok)
-    lp_a, ent_a, g_a = _run(configure(model, prefix_sharing="off"), args, temp)
-    lp_b, ent_b, g_b = _run(configure(model, prefix_sharing="on"), args, temp)
+    lp_a, ent_a, g_a = _run(model, args, temp, "off")
+    lp_b, ent_b, g_b = _run(model, args, temp, "on")
     assert torch.allclose(lp_a, lp_b, atol=1e-12, rtol=0) and torch.allclose(ent_a, ent_b, atol=1e-12, rtol=0)
     scale = max(float(a.abs().max()) for a in g_a)
     gap = max(float((a - b).abs().max()) for a, b in zip(g_a, g_b))
     assert scale > 0 and gap <= 1e-6 * scale
     # the ground truth: each row alone, no padding; the naive batch is no closer to it
     model.zero_grad()
-    configure(model, prefix_sharing="off")
     pi, pm, c, cm = args
     w = torch.linspace(0.5, 1.5, c.numel(), dtype=torch.float64).view(c.shape)
     for i in range(pi.shape[0]):
@@ -84,9 +91,8 @@ def test_float32_close_and_plan(tiny_dir, tiny, path):
     groups, packed, naive = plan(args[0], args[1], args[3])
     assert sorted(map(sorted, groups)) == [[0, 2, 6], [1, 4, 5], [3, 7]]
     assert packed < naive
-    a, _ = completion_logprobs(configure(model, prefix_sharing="off"), *args)
-    b, _ = completion_logprobs(configure(model, prefix_sharing="on"), *args)
-    configure(model)
+    a, _ = logprobs(model, "off", *args)
+    b, _ = logprobs(model, "on", *args)
     assert torch.allclose(a * args[3], b * args[3], atol=1e-5)
     # on: split attention where supported, else the dense mask; off: naive
     assert choose(model, *args[:2], args[3], "on") == path and choose(model, *args[:2], args[3], "off") == "naive"
@@ -153,8 +159,8 @@ def test_split_attention_other_families_float64(kind, monkeypatch):
     monkeypatch.setattr(prefix, "_split_attention", lambda *a, **k: calls.append(a[1].shape[2]) or real(*a, **k))
     from transformers import AttentionInterface
     AttentionInterface._global_mapping.pop(prefix._ATTN, None)      # registered again with the spy
-    lp_a, ent_a, g_a = _run(configure(model, prefix_sharing="off"), (pi, pm, c, cm), 0.9)
-    lp_b, ent_b, g_b = _run(configure(model, prefix_sharing="on"), (pi, pm, c, cm), 0.9)
+    lp_a, ent_a, g_a = _run(model, (pi, pm, c, cm), 0.9, "off")
+    lp_b, ent_b, g_b = _run(model, (pi, pm, c, cm), 0.9, "on")
     AttentionInterface._global_mapping.pop(prefix._ATTN, None)
     # the decoder ran on the packed tokens: prompts 4 + 7 + 7, completion inputs 4+1+3+0+4+2 (not the
     # grid's 3 x (7 + 3 x 4) positions)
@@ -167,7 +173,7 @@ def test_split_attention_other_families_float64(kind, monkeypatch):
     right_i, right_m = pi.clone(), pm.clone()
     right_i[:2], right_m[:2] = pi[:2].roll(-3, 1), pm[:2].roll(-3, 1)
     with torch.no_grad():
-        lp_r, _ = completion_logprobs(configure(model, prefix_sharing="on"), right_i, right_m, c, cm, temperature=0.9)
+        lp_r, _ = logprobs(model, "on", right_i, right_m, c, cm, temperature=0.9)
     AttentionInterface._global_mapping.pop(prefix._ATTN, None)         # no spy left registered
     assert torch.allclose(lp_a, lp_r * cm, atol=1e-12, rtol=0)
 
@@ -206,7 +212,7 @@ def test_leaving_out_the_last_completion_token_is_exact(tiny_dir, tiny, width):
         logits = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
         full = F.log_softmax(logits[:, pi.shape[1] - 1:-1], -1).gather(-1, c[..., None])[..., 0] * cm
         for mode in ("off", "on"):
-            lp, _ = completion_logprobs(configure(model, prefix_sharing=mode), pi, pm, c, cm)
+            lp, _ = logprobs(model, mode, pi, pm, c, cm)
             assert torch.allclose(lp.double() * cm, full, atol=1e-6, rtol=0), mode     # log-probs come back float32
 
 
@@ -214,11 +220,11 @@ def test_split_path_under_bf16_autocast_matches_its_sdpa_twin(tiny_dir, tiny, mo
     """model.autocast=bfloat16 on the split path: the explicit slot attention (float32 softmax over
     bf16 scores) runs and gives the log-probs of the SDPA twin to bf16 precision."""
     _, tok = tiny
-    model = configure(load_model(tiny_dir), prefix_sharing="on", autocast="bfloat16")
+    model = load_model(tiny_dir)
     args = _batch(tok)
     with torch.no_grad():
-        a, _ = completion_logprobs(model, *args)
+        a, _ = logprobs(model, "on", *args, autocast=torch.bfloat16)
         monkeypatch.setattr(prefix, "EXPLICIT_MAX_SCORES", 0)
-        b, _ = completion_logprobs(model, *args)
+        b, _ = logprobs(model, "on", *args, autocast=torch.bfloat16)
     assert a.dtype == torch.float32 and torch.isfinite(a).all()
     assert float(((a - b) * args[3]).abs().max()) < 0.05

@@ -8,9 +8,9 @@ import random
 import pytest
 import torch
 
-from groupo.algo.shaping_r3 import EntropyRank, entropy_scores, rank_rewards
+from groupo.algo.shaping.entropy_rank import EntropyRank, entropy_scores, rank_rewards
 from groupo.registry import build
-from groupo.replay import R3Replay
+from groupo.data.replay import R3Replay
 from groupo.rollout import Rollout
 from groupo.types import Batch, Item
 
@@ -217,7 +217,7 @@ def test_r3_loop_replays_and_resumes_exactly(tiny_dir, tmp_path):
 
 def test_replayed_rows_carry_no_importance_correction():
     """With the vLLM backend's sampler log-probs, replayed rows get NaN there (weight 1 in TIS)."""
-    from groupo.rollout.vllm_backend import truncated_is_weights
+    from groupo.algo.tis import truncated_is_weights
 
     r3 = R3Replay()
     st = r3.init_state()

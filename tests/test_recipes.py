@@ -13,7 +13,7 @@ SMALL = ["model.tiny=false", "model.threads=1", "generation.group_size=4", "gene
 
 
 # the real-model GPU recipes run here with the CPU settings (no vLLM, fp32, the lego task)
-GPU = ["generation.backend=hf", "model.device=cpu", "model.dtype=float32", "model.logprob_chunk=0",
+GPU = ["rollout.name=lean", "model.device=cpu", "model.dtype=float32", "forward.logprob_chunk=0",
        "model.gradient_checkpointing=false"]
 NEEDS = {r: GPU for r in ("qwen_math_1p5b_1gpu", "qwen_math_1p5b_8gpu")}
 

@@ -4,7 +4,7 @@ import torch
 
 from groupo.model.load import eos_ids
 from groupo.rollout import generate
-from groupo.rollout.hf import sample_next
+from groupo.rollout.sampling import sample_next
 
 
 def _prompts(tok):
@@ -17,7 +17,7 @@ def test_shared_prefix_greedy_equals_reference_generate(tiny):
     model, tok = tiny
     ps = _prompts(tok)
     fast = generate(model, tok, ps, [3, 1, 2], 10, eos_ids(tok, model), temperature=0)
-    ref = generate(model, tok, ps, [3, 1, 2], 10, eos_ids(tok, model), temperature=0, backend="reference")
+    ref = generate(model, tok, ps, [3, 1, 2], 10, eos_ids(tok, model), temperature=0, decode="reference")
     assert fast.group.tolist() == [0, 0, 0, 1, 2, 2]
     assert torch.equal(fast.completion_ids, ref.completion_ids)
     assert torch.equal(fast.completion_mask, ref.completion_mask)
@@ -61,7 +61,7 @@ def test_top_k_and_top_p_restrict_support():
 def test_per_prompt_generators_make_samples_independent_of_the_batch(tiny):
     """With one generator per prompt (multi-process runs), a prompt's samples are the same
     whichever other prompts share the batch, so splitting prompts over ranks changes nothing."""
-    from groupo.dist import prompt_generators
+    from groupo.train.dist import prompt_generators
     from groupo.rollout import generate
 
     model, tok = tiny
@@ -98,7 +98,7 @@ def test_categorical_follows_the_distribution_and_never_draws_masked_tokens(monk
     well below its 1e-6 tail), zero-probability tokens are never drawn, the two-level search of
     large vocabularies draws exactly the token the one-level search draws for the same uniform,
     and rounding that puts the target on the total cannot select trailing masked tokens."""
-    from groupo.rollout import hf
+    from groupo.rollout import sampling as hf
 
     torch.manual_seed(0)
     for v, block in [(7, 1024), (300, 1024), (300, 16)]:

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from groupo.allocation import RolloutGDRO, sqrt_rule, to_arms
-from groupo.difficulty import Classifier, bucket, ema_step, ema_value, estimate, prompt_key, rebin
+from groupo.data.allocation import RolloutGDRO, sqrt_rule, to_arms
+from groupo.data.difficulty import Classifier, bucket, ema_step, ema_value, estimate, prompt_key, rebin
 from groupo.registry import build, names
 from groupo.tasks.base import normalize_question
 from groupo.types import Item

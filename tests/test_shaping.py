@@ -5,8 +5,7 @@ import pytest
 import torch
 
 import groupo
-import groupo.algo.shaping  # noqa: F401  (registers none, dapo_overlong, unlikeliness, gcpo, condition)
-from groupo.algo.shaping import group_ranks
+from groupo.algo.shaping.common import group_ranks
 from groupo.registry import RegistryError, build, names
 from groupo.types import Batch
 

@@ -6,7 +6,7 @@ import pytest
 
 from groupo.cli import main
 from groupo.config import ConfigError
-from groupo.study import cell_config, load_study
+from groupo.eval.study import cell_config, load_study
 
 TINY = ["model.threads=1", "generation.group_size=4", "generation.prompts_per_step=3",
         "generation.max_new_tokens=4", "train.steps=2", "warmstart.steps=3", "task.eval_size=12",

@@ -6,17 +6,19 @@ batch is full) is done by the loop, bounded by ``max_rounds``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from .. import ops
+from ..protocols import Filter
 from ..registry import register
 from ..types import Batch
 
 
 @register("filter", "none")
 @dataclass(frozen=True)
-class NoFilter:
+class NoFilter(Filter):
     refill: bool = False
     max_rounds: int = 0
 
@@ -26,7 +28,7 @@ class NoFilter:
 
 @register("filter", "zero_variance")
 @dataclass(frozen=True)
-class ZeroVariance:
+class ZeroVariance(Filter):
     """Drop groups whose rewards are all equal: their GRPO advantage is 0, so they carry
     no policy-gradient signal (DAPO dynamic sampling, arXiv 2503.14476 eq. 11).
     ``refill=True`` makes the loop sample more prompts, up to ``max_rounds`` extra
@@ -35,11 +37,9 @@ class ZeroVariance:
 
     refill: bool = False
     max_rounds: int = 3
-    metric: str = "reward"
+    metric: Literal["reward", "correct"] = "reward"
 
     def __post_init__(self):
-        if self.metric not in ("reward", "correct"):
-            raise ValueError(f"metric must be 'reward' or 'correct', got {self.metric!r}")
         if self.max_rounds < 0:
             raise ValueError("max_rounds must be >= 0")
 
@@ -50,7 +50,7 @@ class ZeroVariance:
 
 @register("filter", "all_correct")
 @dataclass(frozen=True)
-class AllCorrect:
+class AllCorrect(Filter):
     """Drop only the groups in which every completion is correct (NGRPO's
     ``filter_groups.strategy=all_correct``, arXiv 2509.18851 §3): all-wrong groups stay,
     because NGRPO's virtual maximum-reward sample gives them a negative advantage."""

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import torch
 
+from ..protocols import KL
 from ..registry import register
 
 
 @register("kl", "none")
 @dataclass(frozen=True)
-class NoKL:
+class NoKL(KL):
     coef: float = 0.0
 
     def __post_init__(self):
@@ -29,7 +30,7 @@ class NoKL:
 
 @register("kl", "k1")
 @dataclass(frozen=True)
-class K1:
+class K1(KL):
     coef: float = 0.04
 
     def __call__(self, logp, ref_logp):
@@ -38,7 +39,7 @@ class K1:
 
 @register("kl", "k2")
 @dataclass(frozen=True)
-class K2:
+class K2(KL):
     coef: float = 0.04
 
     def __call__(self, logp, ref_logp):
@@ -47,7 +48,7 @@ class K2:
 
 @register("kl", "k3")
 @dataclass(frozen=True)
-class K3:
+class K3(KL):
     coef: float = 0.04
 
     def __call__(self, logp, ref_logp):

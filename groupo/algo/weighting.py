@@ -7,17 +7,19 @@ weights). ``adv`` is the step's ``AdvantageResult``; components may ignore it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from .. import ops
+from ..protocols import Weighting
 from ..registry import register
 from ..types import AdvantageResult, Batch
 
 
 @register("weighting", "uniform")
 @dataclass(frozen=True)
-class Uniform:
+class Uniform(Weighting):
     """Every row weight 1."""
 
     def __call__(self, batch: Batch, adv: AdvantageResult) -> torch.Tensor:
@@ -26,7 +28,7 @@ class Uniform:
 
 @register("weighting", "dgpo_dqw")
 @dataclass(frozen=True)
-class DGPODQW:
+class DGPODQW(Weighting):
     """DGPO's difficulty-aware question weighting, DQW (MathForge, arXiv 2601.20614, eq. 5;
     ALGORITHMS.md §5, code ``grpo_trainer.py`` L1677-1730). Over the B_v valid groups
     (total reward not constant; size-1 groups are invalid):
@@ -43,14 +45,12 @@ class DGPODQW:
     """
 
     temperature: float = 2.0
-    metric: str = "correct"
+    metric: Literal["correct", "reward"] = "correct"
     all_incorrect_as_easy: bool = True
 
     def __post_init__(self):
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.metric not in ("correct", "reward"):
-            raise ValueError(f"metric must be 'correct' or 'reward', got {self.metric!r}")
 
     def __call__(self, batch: Batch, adv: AdvantageResult) -> torch.Tensor:
         grp = batch.group

@@ -194,7 +194,8 @@ def reformulate(model_dir, in_path, out_path, instructions=tuple(INSTRUCTIONS), 
     import torch
 
     from .. import __version__
-    from ..model.load import DTYPES, eos_ids, load_model, load_tokenizer, pick_device, set_threads
+    from ..model.load import DTYPES, eos_ids, load_model, load_tokenizer, pick_device
+    from ..runtime import set_threads
     from ..rollout import generate
 
     instructions = _check_args(instructions, max_new_tokens, temperature, batch_size, limit, in_path, out_path)

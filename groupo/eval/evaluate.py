@@ -16,7 +16,9 @@ from .metrics import summarize
 
 def evaluate(model, tokenizer, items, template, eos_ids, max_new_tokens: int, samples: int = 1,
              temperature: float = 0.0, ks=(1,), batch_size: int = 64, seed: int = 0,
-             top_p: float = 1.0, top_k: int = 0, return_records: bool = False):
+             top_p: float = 1.0, top_k: int = 0, return_records: bool = False, autocast=None):
+    """Greedy (or sampled) completions for ``items``, checked with ``verify``; ``autocast``: the
+    compute dtype training samples with (None: the weights' dtype)."""
     was_training = model.training
     model.eval()
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
@@ -27,7 +29,7 @@ def evaluate(model, tokenizer, items, template, eos_ids, max_new_tokens: int, sa
             chunk = items[start:start + per_batch]
             prompts = [template(it.question, tokenizer) for it in chunk]
             roll = generate(model, tokenizer, prompts, [samples] * len(chunk), max_new_tokens, eos_ids,
-                            temperature=temperature, top_p=top_p, top_k=top_k, generator=gen)
+                            temperature=temperature, top_p=top_p, top_k=top_k, generator=gen, autocast=autocast)
             for j, it in enumerate(chunk):
                 texts = roll.texts[j * samples:(j + 1) * samples]
                 records.append({

@@ -1,91 +1,54 @@
-"""Log-probabilities of completion tokens under a causal LM (the naive forward).
+"""Forward paths (axis ``forward``): log-probabilities of completion tokens under a causal LM.
 
-Layout: prompts left-padded to Lp, completions right-padded to T, concatenated to
-[N, Lp+T], the last column left out (the last completion token predicts nothing scored). Position ids come from the attention mask, so left padding does not shift
-positions. Log-probs are computed as logit - logsumexp(logits) on the completion
-positions only, without keeping a full-vocabulary log-softmax tensor.
-Following TRL and verl, logits are divided by the sampling temperature first, so the
-trained policy is the one that generated the samples.
+* ``naive``: prompts left-padded to Lp and completions right-padded to T, concatenated to
+  [N, Lp+T], one forward pass; the last column is left out (the last completion token predicts
+  nothing scored). ``completion_logprobs`` is this path as a function, the reference every other
+  path is tested against.
+* ``shared``: Prefix Grouper (arXiv 2506.05433): each prompt computed once for its group, with
+  split attention where the model family allows, else one dense 4D mask (``model/prefix.py``).
+* ``dense``: Prefix Grouper with the dense mask only.
+* ``auto`` (default): the cheapest of the three by the cost model of ``model/prefix.py``, when
+  it saves at least 10%, else ``naive``.
+
+``logprob_chunk`` > 0 (every path, when it ends up naive): the output head and log-softmax run on
+chunks of that many positions under activation checkpointing, so [N, T, V] logits never live at
+once. Models the prefix paths cannot run (``prefix.supports``) take the naive path.
 """
 from __future__ import annotations
 
-import contextlib
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-
-def build_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
-                 completion_mask: torch.Tensor):
-    """-> input_ids [N, Lp+T], attention_mask [N, Lp+T], position_ids [N, Lp+T]."""
-    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-    attn = torch.cat([prompt_mask, completion_mask], dim=1).long()
-    pos = (attn.cumsum(1) - 1).clamp(min=0)
-    return input_ids, attn, pos
-
-
-def configure(model, logprob_chunk: int = 0, autocast: str = "none", prefix_sharing: str = "off"):
-    """Options read by ``completion_logprobs`` for this model (set once at setup)."""
-    model._groupo_logprob_chunk = int(logprob_chunk)
-    model._groupo_prefix = prefix_sharing
-    model._groupo_autocast = None if autocast in ("none", "", None) else getattr(torch, autocast)
-    return model
-
-
-def _autocast(model, device: torch.device):
-    dtype = getattr(model, "_groupo_autocast", None)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+from ..protocols import Forward
+from ..registry import register
+from . import prefix
+from .logprobs import autocast as autocast_ctx
+from .logprobs import build_inputs, token_logprobs
 
 
 def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                        temperature: float = 1.0, with_entropy: bool = False):
-    """Per-token log pi(o_t | q, o_<t) for completion tokens: [N, T] (and entropy [N, T])."""
+                        temperature: float = 1.0, with_entropy: bool = False, chunk: int = 0, autocast=None):
+    """The naive forward: per-token log pi(o_t | q, o_<t) [N, T] (and entropies [N, T], else None)."""
     input_ids, attn, pos = build_inputs(prompt_ids, prompt_mask, completion_ids, completion_mask)
     T = completion_ids.shape[1]
-    chunk = getattr(model, "_groupo_logprob_chunk", 0)
-    mode = getattr(model, "_groupo_prefix", "off")
-    if mode != "off":
-        from .prefix import choose, grid_logprobs, plan, shared_prefix_logprobs, supports
-
-        groups = plan(prompt_ids, prompt_mask, completion_mask)[0] if supports(model) else None   # grouped once
-        path = choose(model, prompt_ids, prompt_mask, completion_mask, mode, groups)
-        if path != "naive":
-            fn = grid_logprobs if path == "split" else shared_prefix_logprobs
-            with _autocast(model, input_ids.device):
-                return fn(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature, with_entropy,
-                          groups=groups)
     if T:       # the last completion token is no input to anything scored: left out of the forward
         input_ids, attn, pos = input_ids[:, :-1], attn[:, :-1], pos[:, :-1]
-    with _autocast(model, input_ids.device):
+    with autocast_ctx(input_ids.device, autocast):
         if chunk:
             return _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk)
         out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=False,
                     logits_to_keep=T)
     logits = out.logits[:, out.logits.shape[1] - T:, :].float()   # [N, T, V] predicting the completion tokens
-    return _token_logprobs(logits, completion_ids, temperature, with_entropy)
-
-
-def _token_logprobs(logits, ids, temperature: float, with_entropy: bool):
-    """log-softmax at the chosen ids via logit - logsumexp (no [.., V] log-softmax kept)."""
-    if temperature and temperature != 1.0:
-        logits = logits / temperature
-    lse = torch.logsumexp(logits, dim=-1)                    # [N, T]
-    logp = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - lse
-    if not with_entropy:
-        return logp, None
-    with torch.no_grad():
-        probs = torch.softmax(logits, dim=-1)
-        entropy = lse - (probs * logits).sum(-1)             # H = logsumexp - E_p[logit]
-    return logp, entropy
+    return token_logprobs(logits, completion_ids, temperature, with_entropy)
 
 
 def _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk: int):
-    """The same numbers with at most ``chunk`` completion positions' logits alive at once:
-    the decoder runs once, then the output head + log-softmax run per chunk of positions
-    under activation checkpointing, so the backward pass recomputes each chunk's logits
-    instead of storing [N, T, V]. For models whose head is one linear layer on the final
-    hidden state (Llama, Qwen, Mistral, ...); logit soft-capping heads are not supported."""
+    """The same numbers with at most ``chunk`` completion positions' logits alive at once: the
+    decoder runs once, then the output head + log-softmax run per chunk under activation
+    checkpointing, so backward recomputes each chunk's logits instead of storing [N, T, V]. For
+    heads that are one linear layer on the final hidden state (no logit soft-capping)."""
     from torch.utils.checkpoint import checkpoint
 
     T = completion_ids.shape[1]
@@ -94,7 +57,7 @@ def _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entr
     hidden = hidden[:, hidden.shape[1] - T:, :]              # [N, T, H] (the input ends before the last token)
 
     def part(h, ids):
-        return _token_logprobs(head(h).float(), ids, temperature, False)[0]
+        return token_logprobs(head(h).float(), ids, temperature, False)[0]
 
     logps, ents = [], []
     for a in range(0, T, chunk):
@@ -102,5 +65,63 @@ def _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entr
         logps.append(checkpoint(part, h, ids, use_reentrant=False) if torch.is_grad_enabled() else part(h, ids))
         if with_entropy:
             with torch.no_grad():
-                ents.append(_token_logprobs(head(h.detach()).float(), ids, temperature, True)[1])
+                ents.append(token_logprobs(head(h.detach()).float(), ids, temperature, True)[1])
     return torch.cat(logps, 1), (torch.cat(ents, 1) if with_entropy else None)
+
+
+@dataclass(frozen=True)
+class _Path(Forward):
+    logprob_chunk: int = 0        # > 0: output head in chunks of this many positions (naive path)
+    mode: ClassVar[str] = "off"   # prefix.choose's mode
+
+    def __post_init__(self):
+        if self.logprob_chunk < 0:
+            raise ValueError(f"logprob_chunk must be >= 0, got {self.logprob_chunk}")
+
+    def logprobs(self, model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                 temperature: float = 1.0, with_entropy: bool = False, autocast=None):
+        if self.mode != "off":
+            groups = prefix.plan(prompt_ids, prompt_mask, completion_mask)[0] if prefix.supports(model) else None
+            path = prefix.choose(model, prompt_ids, prompt_mask, completion_mask, self.mode, groups)
+            if path != "naive":
+                fn = prefix.grid_logprobs if path == "split" else prefix.shared_prefix_logprobs
+                with autocast_ctx(prompt_ids.device, autocast):
+                    return fn(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature,
+                              with_entropy, groups=groups)
+        return completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature,
+                                   with_entropy, self.logprob_chunk, autocast)
+
+
+@register("forward", "naive")
+@dataclass(frozen=True)
+class Naive(_Path):
+    """Every row's prompt and completion in one padded forward pass (the reference path)."""
+
+    mode: ClassVar[str] = "off"
+
+
+@register("forward", "auto")
+@dataclass(frozen=True)
+class Auto(_Path):
+    """The cheapest of naive, split-attention and dense-mask prefix sharing by the cost model
+    (``prefix.costs``), when it saves at least 10%."""
+
+    mode: ClassVar[str] = "auto"
+
+
+@register("forward", "shared")
+@dataclass(frozen=True)
+class Shared(_Path):
+    """Prefix Grouper (arXiv 2506.05433, §2): split attention for Llama, Mistral and Qwen2/3
+    without activation checkpointing, else the dense mask."""
+
+    mode: ClassVar[str] = "on"
+
+
+@register("forward", "dense")
+@dataclass(frozen=True)
+class Dense(_Path):
+    """Prefix Grouper with one dense 4D attention mask over each packed group (any decoder with
+    RoPE positions and sdpa/eager attention, no sliding window)."""
+
+    mode: ClassVar[str] = "dense"

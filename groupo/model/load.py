@@ -2,7 +2,6 @@
 one-line errors for the usual mistakes (missing directory, no tokenizer, no weights)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -21,24 +20,6 @@ def pick_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelError("model.device=cuda but no CUDA device is available")
     return torch.device(device)
-
-
-def set_threads(threads: int) -> int:
-    """Set torch's CPU threads: ``threads``, or (0) one per core that is free now: the
-    cores available to this process minus the cores other processes are using
-    (``cpu_load.busy_cores``), at least 1, at most 8. On a shared small machine more threads
-    than free cores make a step several times slower (measured: docs/performance.md), so we
-    always set it explicitly and log it."""
-    if threads <= 0:
-        from ..cpu_load import busy_cores
-
-        try:
-            avail = len(os.sched_getaffinity(0))
-        except AttributeError:
-            avail = os.cpu_count() or 1
-        threads = max(1, min(8, avail, int(avail - busy_cores() + 0.5)))
-    torch.set_num_threads(threads)
-    return threads
 
 
 def load_tokenizer(path: str | Path):

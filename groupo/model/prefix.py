@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-from .forward import _token_logprobs
+from .logprobs import token_logprobs
 
 
 def supports(model) -> bool:
@@ -280,7 +280,7 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
         packed_at[keep] = torch.arange(keep.numel(), device=dev)
         src = packed_at[src]
     logits = model.get_output_embeddings()(hidden[src]).float()            # [scored, V]
-    lp_tok, ent_tok = _token_logprobs(logits, completion_ids[r_idx, k_idx], temperature, with_entropy)
+    lp_tok, ent_tok = token_logprobs(logits, completion_ids[r_idx, k_idx], temperature, with_entropy)
     logp = torch.zeros(n, t, dtype=lp_tok.dtype, device=dev).index_put((r_idx, k_idx), lp_tok)
     ent = None
     if with_entropy:
@@ -341,7 +341,7 @@ def shared_prefix_logprobs(model, prompt_ids, prompt_mask, completion_ids, compl
     b_idx, p_idx, r_idx, t_idx = (torch.cat(x) for x in (b_idx, p_idx, r_idx, t_idx))
     h = hidden[b_idx, p_idx]                                 # [tokens, H]
     logits = model.get_output_embeddings()(h).float()
-    lp_tok, ent_tok = _token_logprobs(logits[None], completion_ids[r_idx, t_idx][None], temperature, with_entropy)
+    lp_tok, ent_tok = token_logprobs(logits[None], completion_ids[r_idx, t_idx][None], temperature, with_entropy)
     logp = torch.zeros(n, T, dtype=lp_tok.dtype, device=dev)
     logp = logp.index_put((r_idx, t_idx), lp_tok[0])
     ent = None

@@ -5,7 +5,6 @@ Sources: TASKS.md §2 (math-verify), §5.1 (TinyZero countdown), §5.2 (GSM8K), 
 """
 from .extract import extract_answer
 from .verify import KINDS, verify
-from . import components  # noqa: F401  (registers correct, format, python)
 from .combine import RewardSet
 
 __all__ = ["verify", "extract_answer", "RewardSet", "KINDS"]

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from ..protocols import Reward
 from ..registry import register
 from ..types import Item
 
@@ -42,7 +43,7 @@ def _check_lengths(name: str, completions, items) -> None:
 
 @register("reward", "correct")
 @dataclass(frozen=True)
-class Correct:
+class Correct(Reward):
     """Task correctness in [0, 1]; ``extract`` = extraction mode (auto, tag, boxed, hash,
     last_number; ``auto`` is each kind's default). ``timeout``: math-verify seconds."""
 
@@ -70,7 +71,7 @@ class Correct:
 
 @register("reward", "format")
 @dataclass(frozen=True)
-class Format:
+class Format(Reward):
     """1.0 if ``re.search(pattern, completion, re.DOTALL)`` matches, else 0.0."""
 
     pattern: str = r"^\s*<answer>.+?</answer>\s*$"
@@ -93,7 +94,7 @@ class Format:
 
 @register("reward", "python")
 @dataclass(frozen=True)
-class PythonReward:
+class PythonReward(Reward):
     """A reward function ``function`` from the Python file ``path`` (TRL signature)."""
 
     path: str = ""

@@ -1,101 +1,65 @@
-"""Generation with transformers models, the prompt prefilled once per group.
+"""groupo's own sampler for transformers models, the prompt prefilled once per group.
 
-``generate`` encodes each distinct prompt once (left padded, one forward pass), then
-copies its KV cache to the rows of its group (``group_sizes`` may differ per prompt)
-and decodes all rows together, one batched forward per token. Sampling uses an
-explicit ``torch.Generator`` so runs are reproducible and resumable. Stops at any EOS
-id; rows that reach ``max_new_tokens`` without EOS are flagged ``truncated``.
-``backend="reference"`` runs ``model.generate`` on the repeated prompts instead (the
-simple path the fast one is tested against).
+``generate`` encodes each distinct prompt once (left padded, one forward pass), then copies its
+KV cache to the rows of its group (``group_sizes`` may differ per prompt) and decodes all rows
+together, one batched step per token. Sampling uses an explicit ``torch.Generator`` so runs are
+reproducible and resumable. Stops at any EOS id; rows that reach ``max_new_tokens`` without EOS
+are flagged ``truncated``. The decode step (``decode``):
+
+* ``lean``: the lean decode step (rollout/lean.py) for Llama-family models, which drops finished
+  rows from the batch; other models take the ``hf`` step;
+* ``hf``: the model's own forward per token, with a preallocated KV cache;
+* ``reference``: plain ``model.generate`` on the repeated prompts (the simple path the fast ones
+  are tested against).
+
+Registered rollout backends (axis ``rollout``): ``lean`` (the default), ``hf`` and ``reference``.
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 
+from ..protocols import RolloutBackend
+from ..registry import register
 from . import lean as lean_mod
+from .base import Rollout, check_context
+from .sampling import sample_next
+
+DECODE = ("lean", "hf", "reference")
 
 
-@dataclass
-class Rollout:
-    prompt_ids: torch.Tensor        # [N, Lp] left-padded prompt of each row
-    prompt_mask: torch.Tensor       # [N, Lp]
-    completion_ids: torch.Tensor    # [N, T] right-padded with pad id
-    completion_mask: torch.Tensor   # [N, T] 1 on real tokens (EOS included)
-    truncated: torch.Tensor         # [N] bool, no EOS within max_new_tokens
-    group: torch.Tensor             # [N] long, index of the prompt of each row
-    texts: list                     # [N] decoded completions (special tokens skipped)
-    sampler_logp: torch.Tensor | None = None   # [N, T] the sampler's token log-probs (vLLM backend)
+@register("rollout", "lean")
+@dataclass(frozen=True)
+class Lean(RolloutBackend):
+    """groupo's sampler with the lean decode step (Llama, Mistral, Qwen2/3; other models: the
+    model's forward per token)."""
 
-    @property
-    def lengths(self) -> torch.Tensor:
-        return self.completion_mask.sum(1).long()
+    decode: ClassVar[str] = "lean"
+
+    def generate(self, model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature=1.0,
+                 top_p=1.0, top_k=0, generator=None, autocast=None) -> Rollout:
+        return generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
+                        top_k, generator, decode=self.decode, autocast=autocast)
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
-                generator: torch.Generator | None) -> torch.Tensor:
-    """Sample one token per row from logits [B, V]; temperature 0 means greedy."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    logits = logits.float() / temperature
-    if top_k and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = torch.softmax(sorted_logits, -1).cumsum(-1)
-        drop_sorted = (cum - torch.softmax(sorted_logits, -1)) > top_p   # keep the token that crosses top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return categorical(torch.softmax(logits, -1), generator)
+@register("rollout", "hf")
+@dataclass(frozen=True)
+class HF(Lean):
+    """groupo's sampler with the model's own forward per decode step (any causal LM)."""
+
+    decode: ClassVar[str] = "hf"
 
 
-BLOCK = 1024   # vocabulary block of the two-level search in ``categorical``
+@register("rollout", "reference")
+@dataclass(frozen=True)
+class Reference(Lean):
+    """transformers' ``model.generate`` on the repeated prompts (slow; the reference path)."""
 
-
-def categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One token per row of ``probs`` [B, V] (non-negative, rows need not sum to 1), drawn by
-    inverse-CDF sampling: one uniform u per row; the token is the first whose cumulative
-    probability exceeds u times the row's total. A token of probability 0 (masked by top-k or
-    top-p) is never drawn.
-
-    Why not ``torch.multinomial`` (what transformers' ``generate`` uses): on the CPU it draws one
-    exponential variate per vocabulary entry, 0.24 ms per call for 64 rows of the bench's
-    107-token vocabulary and ~320 ms for a 152k-token one (measured), against one uniform per row
-    here. Vocabularies up to ``2 * BLOCK`` are searched in one float64 cumulative sum (exact to
-    ~1e-13); larger ones in two levels: float32 sums of blocks of ``BLOCK`` tokens (the block is
-    chosen with the float32 rounding of those sums, ~1e-7 relative, the precision of the
-    probabilities themselves), then a float64 cumulative sum inside the chosen block."""
-    b, v = probs.shape
-    u = torch.rand(b, 1, generator=generator, device=probs.device, dtype=torch.float64)
-    if v <= 2 * BLOCK:
-        return _search(probs.double().cumsum(-1), u)
-    full = v // BLOCK
-    sums = probs[:, : full * BLOCK].reshape(b, full, BLOCK).sum(-1)
-    if v > full * BLOCK:
-        sums = torch.cat([sums, probs[:, full * BLOCK:].sum(-1, keepdim=True)], dim=1)
-    sums = sums.double()
-    cum = sums.cumsum(-1)                                                       # [B, blocks]
-    blk = _search(cum, u)
-    start = blk[:, None] * BLOCK
-    before = (cum - sums).gather(1, blk[:, None])                               # mass of earlier blocks
-    cols = start + torch.arange(BLOCK, device=probs.device)
-    inner = probs.gather(1, cols.clamp(max=v - 1)).masked_fill(cols >= v, 0.0)  # [B, BLOCK]
-    rest = ((u * cum[:, -1:] - before) / sums.gather(1, blk[:, None])).clamp(0, 1)
-    return blk * BLOCK + _search(inner.double().cumsum(-1), rest)
-
-
-def _search(cum: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Per row: the first index whose cumulative mass ``cum`` exceeds u x the row's total, never
-    past the last index of positive mass (rounding can put the target on the total)."""
-    total = cum[:, -1:].contiguous()
-    if not bool(((total > 0) & torch.isfinite(total)).all()):
-        raise ValueError("sampling: a row of next-token probabilities is not finite or sums to 0 (non-finite logits?)")
-    idx = torch.searchsorted(cum, u * total, right=True)
-    last = torch.searchsorted(cum, total)          # where the total is first reached: the last positive entry
-    return torch.minimum(idx, last).squeeze(1)
+    decode: ClassVar[str] = "reference"
 
 
 def _encode(prompts: list[str], tokenizer, device):
@@ -106,42 +70,40 @@ def _encode(prompts: list[str], tokenizer, device):
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], group_sizes: list[int], max_new_tokens: int,
              eos_ids: list[int], temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-             generator: torch.Generator | None = None, backend: str = "hf") -> Rollout:
+             generator: torch.Generator | None = None, decode: Literal["lean", "hf", "reference"] = "lean",
+             autocast: torch.dtype | None = None) -> Rollout:
     """Sample ``group_sizes[j]`` completions for each ``prompts[j]``. ``generator`` is one
     torch.Generator for all rows, or a list with one per prompt (then a prompt's samples
-    do not depend on which other prompts share the batch; used by multi-process runs)."""
-    if backend == "vllm":       # optional extra, imported only here
-        from .vllm_backend import generate_vllm
-
-        return generate_vllm(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
-                             top_k, generator)
+    do not depend on which other prompts share the batch; used by multi-process runs).
+    ``autocast``: sample under the training forward's compute dtype (e.g. bf16 over float32
+    weights), so the samples come from the numerics the log-probs use."""
+    if decode not in DECODE:
+        raise ValueError(f"decode must be one of {list(DECODE)}, got {decode!r}")
     was_training = model.training
     model.eval()            # sampling never uses dropout or gradient checkpointing (which disables the KV cache)
-    # model.autocast (e.g. bf16 over float32 weights): sample from the same numerics the log-probs use
-    ac = getattr(model, "_groupo_autocast", None)
     dev = next(model.parameters()).device
-    ctx = torch.autocast(device_type=dev.type, dtype=ac) if ac is not None else contextlib.nullcontext()
+    ctx = torch.autocast(device_type=dev.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
     try:
         with ctx:
             return _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
-                             top_k, generator, backend)
+                             top_k, generator, decode)
     finally:
         model.train(was_training)
 
 
 def _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p, top_k,
-              generator, backend) -> Rollout:
+              generator, decode) -> Rollout:
     device = next(model.parameters()).device
     p_ids, p_mask = _encode(prompts, tokenizer, device)       # [P, Lp]
     check_context(model, int(p_mask.sum(1).max()) if len(prompts) else 0, max_new_tokens)
     sizes = torch.tensor(group_sizes, device=device)
     rows = torch.repeat_interleave(torch.arange(len(prompts), device=device), sizes)  # [N]
     pad = tokenizer.pad_token_id
-    if backend == "reference":
+    if decode == "reference":
         comp = _reference(model, p_ids[rows], p_mask[rows], max_new_tokens, eos_ids, pad, temperature, top_p, top_k)
     else:
         comp = _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, pad,
-                                     temperature, top_p, top_k, generator)
+                                     temperature, top_p, top_k, generator, use_lean=decode == "lean")
     eos = torch.tensor(eos_ids, device=device)
     is_eos = torch.isin(comp, eos)
     # mask: tokens up to and including the first EOS
@@ -153,26 +115,16 @@ def _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, t
     return Rollout(p_ids[rows], p_mask[rows], comp, mask, truncated.cpu(), rows.cpu(), texts)
 
 
-def check_context(model, prompt_len: int, max_new_tokens: int) -> None:
-    """A prompt plus the generation budget must fit the model's context window."""
-    ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if ctx and prompt_len + max_new_tokens > ctx:
-        from ..model.load import ModelError
-
-        raise ModelError(f"a prompt of {prompt_len} tokens + generation.max_new_tokens={max_new_tokens} exceeds the "
-                         f"model's context of {ctx} tokens; shorten the prompts or lower generation.max_new_tokens")
+_CACHE_ARGS: dict = {}
 
 
-def _CACHE_ARG(model) -> str:
-    """The forward's KV-cache keyword: ``cache`` in newer transformers, else ``past_key_values``."""
-    import inspect
-
-    name = getattr(model, "_groupo_cache_arg", None)
-    if name is None:
-        params = inspect.signature(model.forward).parameters
-        name = "cache" if "cache" in params else "past_key_values"
-        model._groupo_cache_arg = name
-    return name
+def _cache_arg(model) -> str:
+    """The forward's KV-cache keyword: ``cache`` in newer transformers, else ``past_key_values``
+    (looked up once per model class)."""
+    kind = type(model)
+    if kind not in _CACHE_ARGS:
+        _CACHE_ARGS[kind] = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return _CACHE_ARGS[kind]
 
 
 PREALLOCATE = True     # KV cache written in place (False: transformers' DynamicCache concatenation)
@@ -221,17 +173,17 @@ def _preallocate(cache, extra: int) -> None:
 
 
 def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, pad,
-                          temperature, top_p, top_k, generator):
+                          temperature, top_p, top_k, generator, use_lean: bool = True):
     from transformers import DynamicCache
 
     n = rows.shape[0]
     cache = DynamicCache(config=model.config)
     pos = (p_mask.cumsum(1) - 1).clamp(min=0)
     out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=pos, use_cache=True, logits_to_keep=1,
-                **{_CACHE_ARG(model): cache})
+                **{_cache_arg(model): cache})
     cache = getattr(out, "cache", None) or out.past_key_values
     lean = None
-    if (lean_mod.enabled() and not torch.is_autocast_enabled(p_ids.device.type)
+    if (use_lean and not torch.is_autocast_enabled(p_ids.device.type)
             and lean_mod.supports(model, p_ids.shape[1] + max_new_tokens) is None):
         lean = lean_mod.LeanDecoder(model, rows, p_ids.shape[1], max_new_tokens)
         lean.load_prefill(cache, p_mask)
@@ -271,7 +223,7 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
         else:
             attn = attn_buf[:, : attn.shape[1] + 1]            # the mask grows by one column: a view
             out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True,
-                        **{_CACHE_ARG(model): cache})
+                        **{_cache_arg(model): cache})
             cache = getattr(out, "cache", None) or out.past_key_values
             logits = out.logits[:, -1, :]
         next_pos = next_pos + 1

@@ -21,11 +21,9 @@ still prefilled by the model's forward; its KV cache is copied into the prealloc
 used): another architecture, adapters (peft) or other wrapped projections, biases in places
 the family has none, a sliding window shorter than the generation, dynamic RoPE. Tests check
 the logits against the transformers forward step by step (float64, 1e-10) and the sampled
-tokens against the plain path with the same generator. Switch: ``GROUPO_LEAN_DECODE=0``.
+tokens against the plain path with the same generator. ``rollout.name=hf`` decodes without it.
 """
 from __future__ import annotations
-
-import os
 
 import torch
 import torch.nn.functional as F
@@ -34,10 +32,6 @@ from ..model.gemm import Packed, packing_fits
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 START = 32      # generated-token columns a decode cache starts with (doubled when full)
-
-
-def enabled() -> bool:
-    return os.environ.get("GROUPO_LEAN_DECODE", "1") not in ("0", "false", "off")
 
 
 def supports(model, max_len: int | None = None) -> str | None:

@@ -7,7 +7,6 @@ and real problems from PyPI wheels (TASKS.md §3): ``pypi_gsm8k``, ``pypi_champ`
 TASKS.md §0, §4.2, §5.1, §5.2 for the sources.
 """
 from .base import GeneratedTask, Task, TaskError, normalize_question
-from . import generators, ineqmath, jsonl, omega, pypi_wheels  # noqa: F401  (register the built-in tasks)
 from .generators import Arithmetic, Countdown, Lego
 from .jsonl import Jsonl
 

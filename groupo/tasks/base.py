@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from functools import cached_property
 
+from ..protocols import Task as TaskProtocol
 from ..types import Item
 
 MAX_TRAIN_TRIES = 1000
@@ -32,7 +33,7 @@ def normalize_question(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class Task:
+class Task(TaskProtocol):
     """Base of every task. Subclasses implement ``_build_eval`` and ``sample_train``.
 
     The eval list is computed once and cached (``functools.cached_property`` writes to

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import string
 from dataclasses import dataclass
+from typing import Literal
 from fractions import Fraction
 
 from ..registry import register
@@ -68,15 +69,13 @@ class Lego(GeneratedTask):
 
     levels: tuple[int, ...] = (2, 3, 4, 5)
     eval_levels: tuple[int, ...] = (4, 5)
-    query: str = "last"
+    query: Literal["last", "random"] = "last"
     distractors: int = 0
 
     def __post_init__(self):
         super().__post_init__()
         check_levels("levels", self.levels, 1, 26)
         check_levels("eval_levels", self.eval_levels, 1, 26)
-        if self.query not in ("last", "random"):
-            raise TaskError(f"query must be 'last' or 'random', got {self.query!r}")
         if self.distractors < 0 or (self.distractors + 1) * max(self.levels + self.eval_levels) > 26:
             raise TaskError(f"distractors={self.distractors}: all chains together need at most 26 variables")
 

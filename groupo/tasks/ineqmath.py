@@ -40,6 +40,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 from fractions import Fraction
 
 from ..registry import register
@@ -313,7 +314,7 @@ class IneqMath(SlottedTask):
     levels: tuple[int, ...] = (1, 2, 3)
     eval_levels: tuple[int, ...] = (1, 2, 3)
     subtasks: tuple[str, ...] = ("bound", "relation")
-    bound_kind: str = "math"
+    bound_kind: Literal["math", "number"] = "math"
     answer_format: bool = True
 
     def __post_init__(self):
@@ -323,8 +324,6 @@ class IneqMath(SlottedTask):
         if not isinstance(self.subtasks, (tuple, list)) or not self.subtasks or \
                 any(s not in ("bound", "relation") for s in self.subtasks):
             raise TaskError(f"subtasks must be a non-empty list of 'bound', 'relation'; got {self.subtasks!r}")
-        if self.bound_kind not in ("math", "number"):
-            raise TaskError(f"bound_kind must be 'math' or 'number', got {self.bound_kind!r}")
 
     def _slots(self, levels) -> list[tuple]:
         """Per level: six relation slots (one per label) and six bound slots, interleaved."""

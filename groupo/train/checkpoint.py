@@ -7,6 +7,7 @@ previous checkpoints stay intact. Only the ``keep`` most recent are kept.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -87,3 +88,42 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------- a run's checkpoints and eval.json
+def snapshot(run) -> dict:
+    """Everything besides the weights and the optimizer that a resumed run needs to continue as
+    if uninterrupted: generators, component states, threads and the CPU product backend. Taken
+    right after a step is logged (the state a checkpoint of that step must hold)."""
+    from ..model import gemm
+
+    return {"threads": run.threads, "gemm": gemm.backend(), "py_rng": run.step_rng.getstate(),
+            "gen_rng": run.gen.get_state(), "torch_rng": torch.random.get_rng_state(),
+            "sampler": json.loads(json.dumps(run.sampler_state)),
+            "allocation": json.loads(json.dumps(run.alloc_state)),
+            "replay": json.loads(json.dumps(run.replay_state))}
+
+
+def save_run(run, step: int, snap: dict) -> None:
+    """Checkpoint ``step`` of a run (rank 0 writes; every rank waits until it is written)."""
+    from . import dist
+
+    if run.main:
+        state = {**snap, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(), "step": step}
+        path = save(run.run_dir, step, run.model, run.tokenizer, state, run.cfg.checkpoint.keep)
+        run.say(f"checkpoint {path}")
+    dist.barrier()
+
+
+def read_eval(run_dir: Path) -> dict:
+    try:
+        return json.loads((Path(run_dir) / "eval.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_eval(run_dir: Path, results: dict, cfg) -> None:
+    out = {**results, "model": cfg.model.path, "task": cfg.raw.get("task")}
+    tmp = Path(run_dir) / "eval.json.tmp"
+    tmp.write_text(json.dumps(out, indent=2, default=str))
+    tmp.replace(Path(run_dir) / "eval.json")

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model.forward import completion_logprobs
+from ..model.policy import Policy
+
+ROW_FIELDS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "token_weights",
+              "old_logp", "ref_logp", "group", "correct")
 
 
 @dataclass
@@ -27,16 +30,16 @@ class StepData:
     ref_logp: torch.Tensor | None = None  # [N, T] when a KL penalty is on
     group: torch.Tensor | None = None     # [N] group ids (full-batch objectives such as DisCO)
     correct: torch.Tensor | None = None   # [N] task correctness 0/1
+    mine: torch.Tensor | None = None      # rows this process trains (several processes), else None
+    seconds: float = 0.0                  # time spent on the old-policy log-probs
 
     def select(self, rows: torch.Tensor) -> "StepData":
-        """The rows ``rows`` (a long index tensor) of every tensor field (fields may live on
+        """The rows ``rows`` (a long index tensor) of every row field (fields may live on
         different devices: group ids and correctness stay on the CPU when the model is on a GPU)."""
-        import dataclasses
-
         def pick(t):
             return None if t is None else t[rows.to(t.device)]
 
-        return StepData(**{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)})
+        return StepData(**{f: pick(getattr(self, f)) for f in ROW_FIELDS}, seconds=self.seconds)
 
 
 def micro_slices(n: int, k: int) -> list[slice]:
@@ -57,27 +60,26 @@ def _trim(sl: slice, d: StepData):
 
 
 @torch.no_grad()
-def logprobs_all(model, d: StepData, micro_batches: int, temperature: float, with_entropy: bool = False):
+def logprobs_all(policy: Policy, d: StepData, micro_batches: int, temperature: float, with_entropy: bool = False):
     """No-grad log-probs of every completion token [N, T] (old or reference policy), and the
     token entropies [N, T] when ``with_entropy`` (else None)."""
     out = torch.zeros(d.completion_ids.shape, dtype=torch.float32, device=d.completion_ids.device)
     ents = torch.zeros_like(out) if with_entropy else None
     for sl in micro_slices(d.completion_ids.shape[0], micro_batches):
         ps, cs = _trim(sl, d)
-        lp, ent = completion_logprobs(model, d.prompt_ids[sl, ps], d.prompt_mask[sl, ps],
-                                      d.completion_ids[sl, cs], d.completion_mask[sl, cs], temperature,
-                                      with_entropy=with_entropy)
+        lp, ent = policy.logprobs(d.prompt_ids[sl, ps], d.prompt_mask[sl, ps], d.completion_ids[sl, cs],
+                                  d.completion_mask[sl, cs], temperature, with_entropy=with_entropy)
         out[sl, cs] = lp
         if ents is not None:
             ents[sl, cs] = ent
     return out, ents
 
 
-def accumulate_loss(model, d: StepData, objective, kl, micro_batches: int, temperature: float,
+def accumulate_loss(policy: Policy, d: StepData, objective, kl, micro_batches: int, temperature: float,
                     with_entropy: bool = True) -> dict:
     """Forward + backward over micro-batches; returns step metrics (gradients are left in .grad)."""
-    if getattr(objective, "full_batch", False):
-        return _full_batch_loss(model, d, objective, kl, temperature, with_entropy)
+    if objective.full_batch:
+        return _full_batch_loss(policy, d, objective, kl, temperature, with_entropy)
     import time
 
     sums = {"loss": 0.0, "time/forward": 0.0, "time/backward": 0.0}
@@ -88,9 +90,8 @@ def accumulate_loss(model, d: StepData, objective, kl, micro_batches: int, tempe
         ps, cs = _trim(sl, d)
         mask = d.completion_mask[sl, cs].float()
         w = d.token_weights[sl, cs].to(torch.float32)
-        logp, ent = completion_logprobs(model, d.prompt_ids[sl, ps], d.prompt_mask[sl, ps],
-                                        d.completion_ids[sl, cs], d.completion_mask[sl, cs], temperature,
-                                        with_entropy=with_entropy)
+        logp, ent = policy.logprobs(d.prompt_ids[sl, ps], d.prompt_mask[sl, ps], d.completion_ids[sl, cs],
+                                    d.completion_mask[sl, cs], temperature, with_entropy=with_entropy)
         old = d.old_logp[sl, cs] if d.old_logp is not None else logp.detach()
         loss_tok, m = objective(logp, old, d.advantages[sl], mask)        # [n, t]
         if d.ref_logp is not None and kl.coef != 0.0:
@@ -116,7 +117,7 @@ def accumulate_loss(model, d: StepData, objective, kl, micro_batches: int, tempe
     return out
 
 
-def _full_batch_loss(model, d: StepData, objective, kl, temperature: float, with_entropy: bool) -> dict:
+def _full_batch_loss(policy: Policy, d: StepData, objective, kl, temperature: float, with_entropy: bool) -> dict:
     """Objectives whose loss is not a sum over tokens (DisCO's log-sum-exp over a group's
     negatives and its squared-hinge KL over the batch) see every row at once; the rows
     with token weight 0 (filtered or dropped) are excluded. micro_batches does not apply."""
@@ -125,8 +126,8 @@ def _full_batch_loss(model, d: StepData, objective, kl, temperature: float, with
         return {"loss": 0.0}
     sl = rows
     mask = d.completion_mask[sl].float()
-    logp, ent = completion_logprobs(model, d.prompt_ids[sl], d.prompt_mask[sl], d.completion_ids[sl],
-                                    d.completion_mask[sl], temperature, with_entropy=with_entropy)
+    logp, ent = policy.logprobs(d.prompt_ids[sl], d.prompt_mask[sl], d.completion_ids[sl], d.completion_mask[sl],
+                                temperature, with_entropy=with_entropy)
     old = d.old_logp[sl] if d.old_logp is not None else logp.detach()
     loss, metrics = objective.batch_loss(logp, old, mask, d.group[sl], d.correct[sl])
     out = dict(metrics)

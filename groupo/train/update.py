@@ -1,7 +1,15 @@
-"""One step's update: shaping, advantages, weights, old/reference log-probs, then
-``num_iterations`` optimizer updates (micro-batched forward/backward, clipping, AdamW).
-Called by the loop (train/loop.py) after ``collect``; with several processes each trains on
-its own rows with weights normalised on the global batch (groupo/dist.py)."""
+"""The model side of a training step, around the pure scoring step (train/score.py):
+
+* ``prepare``: the step's training tensors, with the old-policy log-probs (and entropies) when
+  ``num_iterations`` > 1, a shaping component needs them, or the sampler's log-probs must be
+  corrected (truncated importance sampling);
+* ``optimise``: the rows this process trains (zero-advantage rows skipped where that changes
+  nothing), the reference log-probs, then ``num_iterations`` optimizer updates (micro-batched
+  forward/backward, gradients summed over processes, clipping, AdamW), never applying a
+  non-finite one.
+
+With several processes each trains its own rows with token weights normalised on the global
+batch, and the gradients are summed (train/dist.py)."""
 from __future__ import annotations
 
 import math
@@ -9,75 +17,60 @@ import time
 
 import torch
 
-from .. import dist
-from . import faults
+from . import dist, faults
 from .loss import StepData, accumulate_loss, logprobs_all
+from .score import Scored
 
 
-def update(run, col, opt, sched, ref_model, step: int = 0) -> dict:
-    """Shaping, advantages and weights, then num_iterations optimizer updates on the batch."""
+def prepare(run, col) -> StepData:
+    """Training tensors of the step's rows on the model's device (group ids and correctness
+    too); old-policy log-probs when needed, with the sequence means (and token entropies) the
+    shaping reads put into ``col.batch.extra``."""
     cfg, t, g = run.cfg, run.cfg.train, run.cfg.generation
     r, batch = col.rollout, col.batch
-    shaping, weighting = cfg.components.get("shaping"), cfg.components.get("weighting")
-    temp = g.temperature if g.temperature > 0 else 1.0
-    # the batch (rewards, groups, lengths) lives on the CPU, the rollout and the model on model.device
     dev = r.completion_ids.device
     d = StepData(r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask, group=batch.group.to(dev),
                  correct=None if batch.correct is None else batch.correct.to(dev))
     # rows this process trains on (all of them in a single process; its own share with several)
-    mine = (col.owner == dist.rank()).nonzero().squeeze(1) if dist.world() > 1 else None
-    tis = r.sampler_logp is not None and g.tis_cap > 0
-    t_lp = time.perf_counter()
-    if t.num_iterations > 1 or getattr(shaping, "needs_logp", False) or tis:
-        d.old_logp, ent = _logprobs(run.model, d, mine, t.micro_batches, temp,    # [N, T] under pi_old
-                                    with_entropy=getattr(shaping, "needs_entropy", False))
+    d.mine = (col.owner == dist.rank()).nonzero().squeeze(1) if dist.world() > 1 else None
+    tis = r.sampler_logp is not None and cfg.rollout.tis_cap > 0
+    t0 = time.perf_counter()
+    if t.num_iterations > 1 or cfg.shaping.needs_logp or tis:
+        d.old_logp, ent = _logprobs(run.policy, d, t.micro_batches, _temperature(g),     # [N, T] under pi_old
+                                    with_entropy=cfg.shaping.needs_entropy)
         if ent is not None:
             batch.extra["tok_entropy"] = ent.cpu()
         seq = (d.old_logp * r.completion_mask).sum(1) / r.completion_mask.sum(1).clamp(min=1)
         batch.extra["seq_logp"] = seq.cpu()
-    if shaping is not None:
-        batch = shaping(batch)
-    res = cfg.advantage(batch)
-    keep = res.keep & batch.extra.get("keep", torch.ones_like(res.keep))
-    row_w = res.weights * (weighting(batch, res) if weighting is not None else 1.0)   # [N]
-    rw = getattr(cfg.components.get("replay"), "replay_weight", 1.0)
-    if col.replayed is not None and rw != 1.0:
-        row_w = row_w * torch.where(col.replayed, rw, 1.0).to(row_w.dtype)
-    weights = cfg.aggregation(r.completion_mask.cpu(), keep, g.max_new_tokens) * row_w[:, None]   # [N, T]
-    if tis:     # the sampler (vLLM) is not exactly the training forward: truncated importance sampling
-        from ..rollout.vllm_backend import truncated_is_weights
+    d.seconds = time.perf_counter() - t0
+    return d
 
-        isw = truncated_is_weights(d.old_logp, r.sampler_logp.to(d.old_logp.device), r.completion_mask, g.tis_cap)
-        weights = weights * isw[:, : weights.shape[1]].cpu()
-        batch.extra["tis/mean_weight"] = float(isw.sum() / r.completion_mask.sum().clamp(min=1))
-    d.advantages, d.token_weights = res.advantages.to(torch.float32).to(dev), weights.to(dev)
-    if mine is not None:        # weights were normalised on the global batch; train on own rows
-        d = d.select(mine.to(dev))
+
+def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
+    """``num_iterations`` optimizer updates on the scored rows; returns the step's metrics."""
+    cfg, t = run.cfg, run.cfg.train
+    temp = _temperature(cfg.generation)
+    t0 = time.perf_counter()
+    dev = d.completion_ids.device
+    d.advantages, d.token_weights = scored.advantages.to(torch.float32).to(dev), scored.token_weights.to(dev)
+    if d.mine is not None:      # weights were normalised on the global batch; train on own rows
+        d = d.select(d.mine.to(dev))
     skipped_rows = 0
-    if t.skip_zero_advantage and cfg.kl.coef == 0 and getattr(cfg.objective, "zero_advantage_no_gradient", False):
+    if t.skip_zero_advantage and cfg.kl.coef == 0 and cfg.objective.zero_advantage_no_gradient:
         # A = 0 makes every token's loss (and gradient) exactly 0 for these objectives; the token
         # weights were normalised on the whole batch already, so dropping the rows changes nothing
         live = ((d.advantages != 0) & (d.token_weights.sum(1) > 0)).nonzero().squeeze(1)
         skipped_rows = d.completion_ids.shape[0] - live.numel()
         if skipped_rows:
             d = d.select(live)
-    if ref_model is not None:
-        d.ref_logp, _ = logprobs_all(ref_model, d, t.micro_batches, temp)
-    t_lp = time.perf_counter() - t_lp      # old/reference log-probs (and the advantage maths, negligible)
-    a = res.advantages[keep] if keep.any() else res.advantages
-    m = {"adv/mean": float(a.mean()), "adv/std": float(a.std()) if a.numel() > 1 else 0.0,
-         "adv/abs_mean": float(a.abs().mean()), **res.metrics, **_shaped_metrics(batch, cfg.rewards.names)}
-    m["rows/zero_adv_skipped"] = skipped_rows
-    if "tis/mean_weight" in batch.extra:
-        m["tis/mean_weight"] = batch.extra["tis/mean_weight"]
-    for label in sorted({it.group for it in col.items}):   # update magnitude per difficulty (DGPO's argument)
-        rows = torch.tensor([it.group == label for it in col.items]) & keep
-        if rows.any():
-            m[f"adv/abs/group/{label}"] = float((res.advantages[rows] * row_w[rows]).abs().mean())
+    if run.ref is not None:
+        d.ref_logp, _ = logprobs_all(run.ref, d, t.micro_batches, temp)
+    m = {**scored.metrics, "rows/zero_adv_skipped": skipped_rows}
+    t_lp = d.seconds + time.perf_counter() - t0       # old/reference log-probs (the advantage maths: negligible)
     skipped = 0
     for it in range(t.num_iterations):
-        opt.zero_grad(set_to_none=True)
-        lm = accumulate_loss(run.model, d, cfg.objective, cfg.kl, t.micro_batches, temp, with_entropy=(it == 0))
+        run.opt.zero_grad(set_to_none=True)
+        lm = accumulate_loss(run.policy, d, cfg.objective, cfg.kl, t.micro_batches, temp, with_entropy=(it == 0))
         if dist.world() > 1:    # the sum over ranks of the globally weighted losses = the full-batch gradient
             dist.sum_gradients(run.model.parameters())
             lm = _merge_rank_metrics(dist.gather_objects(lm))
@@ -89,16 +82,14 @@ def update(run, col, opt, sched, ref_model, step: int = 0) -> dict:
         gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
         if not (math.isfinite(lm["loss"]) and torch.isfinite(gnorm)):
             skipped += 1       # never apply a non-finite update; the step is counted and reported
-            opt.zero_grad(set_to_none=True)
+            run.opt.zero_grad(set_to_none=True)
             continue
         run.dirty = True       # from here until the step is logged, the weights are mid-step
-        hold = getattr(run, "hold", None)
-        if hold is not None:   # Ctrl-C from here waits until the step is logged (train/interrupt.py)
-            hold.start()
-        opt.step()
-        opt.zero_grad(set_to_none=True)     # free the gradients now: generation of the next step runs without them
-        sched.step()
-        run.model._groupo_weights_version = getattr(run.model, "_groupo_weights_version", 0) + 1   # vLLM resyncs
+        run.hold.start()       # Ctrl-C from here waits until the step is logged (train/interrupt.py)
+        run.opt.step()
+        run.opt.zero_grad(set_to_none=True)     # free the gradients now: generation of the next step runs without them
+        run.sched.step()
+        cfg.rollout.weights_changed(run.model)  # a backend with its own copy of the weights resynchronises
         faults.kill_if("opt", step)
         faults.interrupt_if("int_opt", step)
         if it == 0:
@@ -112,6 +103,10 @@ def update(run, col, opt, sched, ref_model, step: int = 0) -> dict:
     return m
 
 
+def _temperature(g) -> float:
+    return g.temperature if g.temperature > 0 else 1.0
+
+
 def _merge_rank_metrics(parts: list[dict]) -> dict:
     """Loss summed over ranks (each is its share of the full-batch loss); other metrics
     averaged over the ranks that report them (a rank with no rows reports only the loss)."""
@@ -122,30 +117,18 @@ def _merge_rank_metrics(parts: list[dict]) -> dict:
     return out
 
 
-def _logprobs(model, d: StepData, mine, micro_batches: int, temp: float, with_entropy: bool = False):
+def _logprobs(policy, d: StepData, micro_batches: int, temp: float, with_entropy: bool = False):
     """Old-policy log-probs (and entropies) of every row of the global batch: each process
     computes its own rows, then they are gathered."""
-    if mine is None:
-        return logprobs_all(model, d, micro_batches, temp, with_entropy=with_entropy)
-    lp, ent = logprobs_all(model, d.select(mine.to(d.completion_ids.device)), micro_batches, temp,
+    if d.mine is None:
+        return logprobs_all(policy, d, micro_batches, temp, with_entropy=with_entropy)
+    lp, ent = logprobs_all(policy, d.select(d.mine.to(d.completion_ids.device)), micro_batches, temp,
                            with_entropy=with_entropy)
     full = torch.zeros(d.completion_ids.shape, dtype=torch.float32)
     full_ent = torch.zeros_like(full) if with_entropy else None
-    for rows, l, e in dist.gather_objects((mine.cpu(), lp.cpu(), None if ent is None else ent.cpu())):
+    for rows, l, e in dist.gather_objects((d.mine.cpu(), lp.cpu(), None if ent is None else ent.cpu())):
         full[rows, : l.shape[1]] = l
         if full_ent is not None:
             full_ent[rows, : e.shape[1]] = e
     dev = d.completion_ids.device
     return full.to(dev), None if full_ent is None else full_ent.to(dev)
-
-
-def _shaped_metrics(batch, names) -> dict:
-    """Mean of the rewards after shaping and of each component the shaping added."""
-    m = {"reward/shaped/mean": float(batch.rewards.float().mean())}
-    if batch.reward_components is not None:
-        for k, name in enumerate(batch.reward_names):
-            if name not in names:
-                m[f"reward/{name}/mean"] = float(batch.reward_components[:, k].float().nanmean())
-    return m
-
-

@@ -1,0 +1,64 @@
+"""Per-token policy surrogates (axis ``objective``). They return a per-token *loss*
+(the negated objective), shape [N, T], plus per-token metric tensors; aggregation
+into one scalar happens in ``aggregation``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ...protocols import Objective
+from ...registry import register
+
+
+@register("objective", "ppo_clip")
+@dataclass(frozen=True)
+class PPOClip(Objective):
+    """PPO clipped surrogate (Schulman et al., arXiv 1707.06347, eq. 7) as used by GRPO
+    (arXiv 2402.03300, eq. 3), with DAPO's decoupled clip range (arXiv 2503.14476, eq. 10):
+
+        loss_{i,t} = -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A),  rho = exp(logp - old_logp)
+
+    ``dual_clip`` (verl's ``clip_ratio_c``, Ye et al. arXiv 1912.09729): for A < 0 the loss is
+    capped at -A * c. Off (None) by default, as in TRL.
+    """
+
+    zero_advantage_no_gradient: ClassVar[bool] = True   # A = 0 rows add nothing: the loop may skip them
+
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    dual_clip: float | None = None
+
+    def __post_init__(self):
+        if self.eps_low < 0 or self.eps_high < 0:
+            raise ValueError("eps_low and eps_high must be >= 0")
+        if self.dual_clip is not None and self.dual_clip <= 1.0:
+            raise ValueError(f"dual_clip must be > 1, got {self.dual_clip}")
+
+    def __call__(self, logp, old_logp, adv, mask):
+        a = adv.to(logp.dtype)[:, None]                       # [N, 1]
+        ratio = torch.exp(logp - old_logp)                     # [N, T]
+        clipped = torch.clamp(ratio, 1 - self.eps_low, 1 + self.eps_high)
+        loss = -torch.minimum(ratio * a, clipped * a)          # [N, T]
+        if self.dual_clip is not None:
+            loss = torch.where(a < 0, torch.minimum(loss, -a * self.dual_clip), loss)
+        low = (ratio < 1 - self.eps_low) & (a < 0)
+        high = (ratio > 1 + self.eps_high) & (a > 0)
+        return loss, {"clip/frac": (low | high).to(logp.dtype), "clip/low": low.to(logp.dtype),
+                      "clip/high": high.to(logp.dtype), "ratio/mean": ratio.detach()}
+
+
+@register("objective", "reinforce")
+@dataclass(frozen=True)
+class Reinforce(Objective):
+    """Unclipped importance-weighted policy gradient: loss = -rho * A. On-policy (rho = 1
+    in value) its gradient is the REINFORCE estimator -A * grad log pi (Williams 1992)."""
+
+    zero_advantage_no_gradient: ClassVar[bool] = True   # A = 0 rows add nothing: the loop may skip them
+
+    def __call__(self, logp, old_logp, adv, mask):
+        ratio = torch.exp(logp - old_logp)
+        loss = -ratio * adv.to(logp.dtype)[:, None]
+        return loss, {"ratio/mean": ratio.detach()}
