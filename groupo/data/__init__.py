@@ -1,1 +1,3 @@
-"""Offline data steps (run before training): MQR question reformulation."""
+"""What is trained on: prompt samplers (``samplers``), rollouts per prompt (``allocation``), the
+online difficulty classifier they share (``difficulty``), R³ replay (``replay``), and the offline
+MQR question reformulation (``mqr``, ``groupo mqr``)."""

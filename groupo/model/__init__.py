@@ -1,1 +1,2 @@
-"""Model loading, the offline tiny model, and log-prob forward passes."""
+"""Models: loading (local directory or Hub id), the offline tiny model, the policy (a model with
+its forward path), forward paths (axis ``forward``: naive, Prefix Grouper) and CPU products."""

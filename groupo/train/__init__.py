@@ -1,1 +1,2 @@
-"""Training machinery: the loop, loss, checkpoints, logging, warm start."""
+"""Training machinery: setup, the loop (collect -> score -> optimise -> log), loss, checkpoints,
+logging, warm start, multi-process helpers, interrupts and fault injection."""
