@@ -40,9 +40,13 @@ def import_file(path: str | Path, what: str = "plugin") -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - any error in the user's file becomes one line
         del sys.modules[name]
-        line = next((f.lineno for f in reversed(traceback.extract_tb(e.__traceback__)) if f.filename == key), None)
+        if isinstance(e, SyntaxError) and e.filename == key:
+            line, text = e.lineno, e.msg
+        else:
+            line = next((f.lineno for f in reversed(traceback.extract_tb(e.__traceback__)) if f.filename == key), None)
+            text = str(e).splitlines()[0] if str(e) else ""
         where = f"{path}:{line}" if line else str(path)
-        raise PluginError(f"{where}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": "))
+        raise PluginError(f"{where}: {type(e).__name__}: {text}".rstrip(": ")) from None
     _LOADED[key] = module
     return module
 

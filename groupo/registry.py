@@ -48,7 +48,8 @@ def register(axis: str, name: str) -> Callable[[type], type]:
         if not dataclasses.is_dataclass(cls):
             raise RegistryError(f"{axis} component '{name}' ({cls.__qualname__}) must be a dataclass")
         proto = PROTOCOLS[axis]
-        missing = [m for m in members(proto) if not hasattr(cls, m)]
+        have = {f.name for f in dataclasses.fields(cls)} | {k for c in cls.__mro__[:-1] for k in vars(c)}
+        missing = [m for m in members(proto) if m not in have]
         if missing:
             raise RegistryError(f"{axis} component '{name}' ({cls.__qualname__}) lacks {', '.join(missing)}: "
                                 f"subclass groupo.protocols.{proto.__name__}")
@@ -79,7 +80,7 @@ def _check_literals_on_init(cls: type) -> None:
     """Make ``cls(...)`` refuse a value outside a ``Literal`` field's choices (as ``build`` does),
     so components constructed directly in Python are checked too."""
     allowed = _literals(cls)
-    if not allowed or getattr(cls.__init__, "_groupo_checked", False):
+    if not allowed or getattr(cls.__init__, "__literals_checked__", False):
         return
     init = cls.__init__
 
@@ -91,7 +92,7 @@ def _check_literals_on_init(cls: type) -> None:
             if value not in choices:
                 raise ValueError(f"{key} must be one of {list(choices)}, got {value!r}{closest(value, choices)}")
 
-    __init__._groupo_checked = True  # type: ignore[attr-defined]
+    __init__.__literals_checked__ = True  # type: ignore[attr-defined]
     cls.__init__ = __init__
 
 

@@ -22,3 +22,11 @@ def tiny(tiny_dir):
 
     torch_model = load_model(tiny_dir)
     return torch_model, load_tokenizer(tiny_dir)
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """A fake ``vllm`` module whose engine samples with the training model (tests/fake_vllm.py)."""
+    from fake_vllm import install
+
+    yield from install(monkeypatch)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from groupo.registry import build, names
-from groupo.types import AdvantageResult, Batch
+from groupo.types import Batch
 
 # components that need a parameter without a default, or data the generic batch lacks
 PARAMS = {("shaping", "gcpo"): {"aux": "format"}, ("shaping", "dapo_overlong"): {"cache": 2}, ("shaping", "condition"): {"easy": "format", "hard": "correct"}}

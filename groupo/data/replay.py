@@ -23,7 +23,7 @@ design below is the spec's [INFERRED] one and every knob is configurable (OUR DE
   The paper's reflection text is not available; the default is the spec's placeholder
   without its ``\\boxed{}`` sentence (the task's own answer format applies).
 * The structural-entropy ranking reward is a shaping component: ``entropy_rank`` in
-  ``groupo/algo/shaping_r3.py``.
+  ``groupo/algo/shaping/entropy_rank.py``.
 
 State (``init_state``) is JSON-serialisable and saved in checkpoints. The buffer holds
 at most ``max_questions`` questions (least recently updated evicted first).

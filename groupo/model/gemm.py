@@ -1,39 +1,23 @@
 """Float32 matrix products on the CPU through oneDNN, on machines where torch's own float32
-product (MKL's sgemm) is measurably slower.
+product (MKL's sgemm) is measurably slower (AMD CPUs; docs/performance.md, "Measurements behind
+code choices").
 
-PyTorch's CPU ``F.linear`` / ``torch.mm`` in float32 call MKL. On this project's AMD CPU MKL runs
-well below what oneDNN (inside every x86 torch build: its bf16 products and inference paths use it)
-reaches on the same products, consistent with MKL choosing its fastest kernels by CPU vendor while
-oneDNN chooses by instruction set (we only measured the rates). Measured on this project's 2-core AMD EPYC
-(Zen 4, AVX-512), float32, 2 threads:
-
-    square 1024 / 2048 products            torch 150 / 159-172 GFLOP/s, oneDNN 197-199 / 214-216
-    25M decode step, 64 rows (4 shapes)    1.2-1.4x faster with weights pre-packed for 64 rows
-    25M model: whole generation call       1.17 s -> 0.90 s; forward + backward ~6% faster
-    K = 128 shapes (the 1M model)          mixed, within noise: left on torch (``MIN_DIM``)
-
-So nothing is assumed: ``select("auto")`` times a 64-row product with a packed 2048 x 512 weight
-both ways (decode) and, if oneDNN wins there, a 1024^3 product (training), once per process and
-thread count, and uses oneDNN for decoding where it takes < 0.9x torch's time (measured here:
-0.43-0.79) and then for training too unless its probe is slower than torch's (measured here:
-0.55-0.91, the median of 7 alternating rounds; with 5 rounds and a 0.95 limit one of two 25M runs
-of a bench took torch for training). The choice is one word, logged, kept in checkpoints (a
-resumed run multiplies the same way) and taken from rank 0 with several processes. A model with no layer large enough
-(both sides >= ``MIN_DIM``) is not probed.
-
-Numerics: both are IEEE float32 products with a different summation order. Against a float64
-product, oneDNN's largest error was ~2.5x MKL's on this machine (K = 512: 1.2e-4 vs 4.9e-5 on
-outputs of size ~20; K = 1408: 2.1e-4 vs 6.7e-5): float32 rounding either way, not a precision
-mode. The tests compare the paths (forward, gradients, decode logits).
+Nothing is assumed: ``select("auto")`` times a 64-row product with a packed 2048 x 512 weight both
+ways (decode) and, if oneDNN wins there, a 1024^3 product (training), once per process and thread
+count, and uses oneDNN for decoding where it takes < ``THRESHOLD`` x torch's time and for training
+unless its probe is slower than torch's. The choice is one word, logged, kept in checkpoints (a
+resumed run multiplies the same way) and taken from rank 0 with several processes. A model with no
+layer large enough (both sides >= ``MIN_DIM``) is not probed. Both paths are IEEE float32 products
+with a different summation order; the tests compare them (forward, gradients, decode logits).
 
 * ``select(mode)``: "auto" | "onednn" | "onednn_decode" | "torch" -> the backend now in force.
 * ``install(model)``: float32 ``nn.Linear`` layers whose sides are both >= ``MIN_DIM`` compute the
-  forward product and the input gradient through oneDNN (an autograd function; the weight
-  gradient dW = dY^T X stays on ``torch.mm``: over the long token dimension oneDNN was 0-30%
-  slower in every layout tried). Other dtypes, autocast and other devices use ``F.linear``.
+  forward product and the input gradient through oneDNN (an autograd function; the weight gradient
+  stays on ``torch.mm``, which was faster over the long token dimension). Other dtypes, autocast and
+  other devices use ``F.linear``.
 * ``Packed``: a weight pre-packed for a fixed row count (the decode step of rollout/lean.py). The
-  packed copies live for one generation call next to the model (+4 bytes per parameter); the
-  decode step packs only when they fit ``PACK_MEM_FRACTION`` of the available memory.
+  packed copies live for one generation call next to the model (+4 bytes per parameter); the decode
+  step packs only when they fit ``PACK_MEM_FRACTION`` of the available memory.
 
 The oneDNN entry points are torch's private ``torch.ops.mkldnn._linear_pointwise`` and
 ``_reorder_linear_weight`` (what torch.compile's CPU backend emits); ``available()`` checks they

@@ -64,14 +64,11 @@ def plan(prompt_ids, prompt_mask, completion_mask) -> tuple[list[list[int]], int
 
 SPLIT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 # the slots' attention (on the CPU) as explicit products and softmax while its score tensor has at
-# most this many entries (else, and on GPUs, where it was not measured, scaled_dot_product_attention,
-# which keeps no score tensor): at the bench's shapes torch's CPU flash kernel took ~2x as long
-# (1M: 1.6 vs 0.8 ms forward, 5.3 vs 2.2-2.8 ms forward + backward per layer; 25M: 5.2-6.0 vs 2.9-3.9
-# and 12.5-21 vs 9-12.5 ms)
+# most this many entries (else, and on GPUs, scaled_dot_product_attention, which keeps no score
+# tensor): torch's CPU flash kernel took ~2x as long at the bench's shapes (docs/performance.md)
 EXPLICIT_MAX_SCORES = 1 << 23
 # the decoder runs on the packed tokens when they are fewer than this share of the grid's positions
-# (scattering q/k/v into the grid and gathering the output back cost ~3-10% of a forward when
-# nothing is left out)
+# (scattering into the grid and back costs a few percent of a forward when nothing is left out)
 PACK_BELOW = 0.9
 _ATTN = "groupo_split_prefix"
 
@@ -86,10 +83,7 @@ def split_supported(model) -> bool:
 def costs(model, prompt_ids, prompt_mask, completion_mask, groups=None) -> dict:
     """Estimated forward cost of each path, in multiply-adds: positions x 2 x (parameters of a
     layer) for the per-token work, plus attention score entries x 4 x heads x head_dim (Q K^T and
-    P V). Checked against bench/prefix_bench.py on the CPU: predicted / measured ratios to the
-    naive path 0.22/0.22 and 0.21/0.20 (prompt 512, 1 x 8 completions of 32-64), 0.86/0.88 and
-    0.72/0.74 (25M-shaped model, 8 x 8 completions of 16-32 after 6-token prompts; measured before
-    the split path ran on packed tokens, which now also skips slot padding).
+    P V); checked against bench/prefix_bench.py (docs/performance.md).
     Keys: "naive", "dense", and "split" when ``split_supported``."""
     cfg = model.config
     decoder = model.get_decoder()
@@ -203,9 +197,8 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
     the packed tokens only (one sequence of Ntok tokens): the prompts' real tokens and each
     completion's tokens up to its last scored one (exclusive). Slot padding, left padding and a
     completion's last token are never inputs, so projections, MLPs and norms skip them; with
-    completions of different lengths that is the padding's share of the per-token work
-    (measured: forward + backward 0.83-0.84x the grid's time at 1M and 25M shapes with 18% of the
-    completion tokens padding). The output head runs on scored positions only."""
+    completions of different lengths that is the padding's share of the per-token work. The
+    output head runs on scored positions only."""
     from transformers import AttentionInterface
 
     dev = prompt_ids.device

@@ -135,8 +135,8 @@ _PREALLOC_CLS = []
 
 def _prealloc_class():
     """A DynamicLayer subclass whose ``update`` writes into a buffer sized for the whole
-    generation instead of concatenating (O(T^2) copying; 40% of the tiny model's decode time
-    when profiled) and returns views of the filled part: attention sees the same keys and values."""
+    generation instead of concatenating (O(T^2) copying, a large share of the decode time when
+    profiled; docs/performance.md) and returns views of the filled part: attention sees the same keys and values."""
     if not _PREALLOC_CLS:
         from transformers.cache_utils import DynamicLayer
 

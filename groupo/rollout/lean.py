@@ -2,8 +2,8 @@
 
 Decoding one token for a batch of rows is a small amount of arithmetic wrapped in a lot of
 per-call work in a transformers forward (cache objects, mask construction, module hooks,
-about twice as many tensor operations per layer). On the CPU with the bench's 1M model that
-overhead was ~75% of a decode step (docs/performance.md). ``LeanDecoder`` runs the same
+about twice as many tensor operations per layer): most of a small model's decode step on the
+CPU (docs/performance.md). ``LeanDecoder`` runs the same
 arithmetic as the model's own forward with the model's own weights, gathered once per
 ``generate`` call (q/k/v and gate/up projections fused into one matrix each):
 
@@ -105,11 +105,8 @@ class LeanDecoder:
       scores, so the result is the plain attention over prompt + generated tokens.
 
     Attention reads each cache whole: columns not yet written are masked (-inf in the additive
-    mask, zeros in the cache), so the products see contiguous [columns, D] blocks. A slice of the
-    first t columns was 1.4-1.6x slower for the whole attention (measured, 2 threads, 64 rows, cold
-    caches: 25M shapes 602 vs 446 us per layer, 1M shapes 206 vs 128 us, averaged over the
-    generation; the batched product of a sliced cache takes a slower path: 317 vs 116 us for the
-    same bytes contiguous). The generated columns start at ``start`` and double when full, so past
+    mask, zeros in the cache), so the products see contiguous [columns, D] blocks (a slice of the
+    first t columns was 1.4-1.6x slower: docs/performance.md). The generated columns start at ``start`` and double when full, so past
     the first ``start`` tokens at most twice the columns in use are read."""
 
     @torch.no_grad()

@@ -33,9 +33,8 @@ def categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -
     top-p) is never drawn.
 
     Why not ``torch.multinomial`` (what transformers' ``generate`` uses): on the CPU it draws one
-    exponential variate per vocabulary entry, 0.24 ms per call for 64 rows of the bench's
-    107-token vocabulary and ~320 ms for a 152k-token one (measured), against one uniform per row
-    here. Vocabularies up to ``2 * BLOCK`` are searched in one float64 cumulative sum (exact to
+    exponential variate per vocabulary entry, against one uniform per row here (hundreds of
+    milliseconds per call for a 152k-token vocabulary; docs/performance.md). Vocabularies up to ``2 * BLOCK`` are searched in one float64 cumulative sum (exact to
     ~1e-13); larger ones in two levels: float32 sums of blocks of ``BLOCK`` tokens (the block is
     chosen with the float32 rounding of those sums, ~1e-7 relative, the precision of the
     probabilities themselves), then a float64 cumulative sum inside the chosen block."""
