@@ -187,7 +187,7 @@ def test_jsonl_direct_errors(tmp_path):
     p = _write(tmp_path / "g.jsonl", [{"question": "a", "answer": "1"}, {"question": "b", "answer": "2"}])
     with pytest.raises(TaskError, match=r"g\.jsonl:1: missing key 'level'"):
         Jsonl(path=p, group_key="level")
-    with pytest.raises(TaskError, match="did you mean 'number'"):
+    with pytest.raises(ValueError, match="kind must be one of .*did you mean 'number'"):   # a Literal field
         Jsonl(path=p, kind="numbr")
     assert isinstance(Jsonl(path=p, kind="math").sample_train(random.Random(0)), Item)
 

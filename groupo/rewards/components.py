@@ -32,7 +32,7 @@ from ..types import Item
 class RewardError(ValueError):
     """A user reward function broke its contract (one line for the user, exit code 2)."""
 from . import mathpool
-from .extract import MODES
+from .extract import Mode
 from .verify import verify
 
 
@@ -47,12 +47,8 @@ class Correct(Reward):
     """Task correctness in [0, 1]; ``extract`` = extraction mode (auto, tag, boxed, hash,
     last_number; ``auto`` is each kind's default). ``timeout``: math-verify seconds."""
 
-    extract: str = "auto"
+    extract: Mode = "auto"
     timeout: float = 5.0
-
-    def __post_init__(self):
-        if self.extract not in MODES:
-            raise ValueError(f"extract must be one of {', '.join(MODES)}, got {self.extract!r}")
 
     def __call__(self, completions: list[str], items: list[Item], prompts: list[str] | None = None) -> list[float | None]:
         _check_lengths("correct", completions, items)

@@ -21,10 +21,12 @@ last ``MAX_BOXED_TRIES`` ``\\boxed`` occurrences.
 from __future__ import annotations
 
 import re
+from typing import Literal, get_args
 
 TAIL = 20_000
 MAX_BOXED_TRIES = 4
-MODES = ("auto", "tag", "boxed", "hash", "last_number")
+Mode = Literal["auto", "tag", "boxed", "hash", "last_number"]
+MODES = get_args(Mode)
 
 # minus signs besides "-": U+2212 minus, U+2013 en dash, U+FE63 small and U+FF0D fullwidth
 # hyphen-minus: models print them, and read without them "<U+2212>5" scored as 5 (a wrong-sign

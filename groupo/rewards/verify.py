@@ -25,11 +25,13 @@ programmer error and raises ValueError.
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 from . import checkers, mathpool
 from .extract import MODES, TAIL, extract_answer, extract_structured, last_line
 
-KINDS = ("number", "math", "choice", "countdown", "lego", "exact")
+Kind = Literal["number", "math", "choice", "countdown", "lego", "exact"]
+KINDS = get_args(Kind)
 _TEXT_FALLBACK = {"choice", "exact", "countdown"}
 
 

@@ -95,3 +95,33 @@ class RichProgress:
 
     def stop(self) -> None:
         self._p.stop()
+
+
+class StepLog:
+    """Where each step's metrics go: metrics.jsonl and TensorBoard (rank 0 only), the progress bar
+    and a short console line every ``log.line_every`` steps."""
+
+    def __init__(self, run, progress=None):
+        cfg = run.cfg
+        self.metrics = MetricsLogger(run.run_dir, cfg.log.tensorboard,
+                                     resume_step=run.start if run.resumed else None) if run.main else None
+        self.progress = progress if run.main else None
+        self.say, self.every, self.total = run.say, cfg.log.line_every, cfg.train.steps
+        if self.progress:
+            self.progress.start_train(self.total, run.start)
+
+    def log(self, step: int, m: dict) -> None:
+        if self.metrics:
+            self.metrics.log(step, m)
+        if self.progress:
+            self.progress.step(step, m)
+        if self.every and step % self.every == 0:
+            self.say(step_line(step, self.total, m))
+
+    def close(self) -> None:
+        if self.metrics:
+            self.metrics.close()
+            self.metrics = None
+        if self.progress:
+            self.progress.stop()
+            self.progress = None

@@ -20,7 +20,7 @@ from ..eval.evaluate import evaluate
 from . import checkpoint as ckpt
 from . import dist
 from .collect import collect
-from .log import MetricsLogger, step_line
+from .log import StepLog
 from .score import score
 from .setup import Run, TrainingError, setup
 from .update import optimise, prepare
@@ -33,38 +33,24 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     eval.json's content: held-out results ``before`` and ``after`` (and the warm start's)."""
     run = setup(cfg, run_dir, resume, console.print if console is not None else None, progress)
     t = cfg.train
-    progress = progress if run.main else None
     if not run.resumed and cfg.eval.before and run.main:
         _evaluate(run, "before")
-    logger = MetricsLogger(run.run_dir, cfg.log.tensorboard, resume_step=run.start if run.resumed else None) \
-        if run.main else None
+    log = StepLog(run, progress)
     snap, bad_steps, done = ckpt.snapshot(run), 0, run.start
-    if progress:
-        progress.start_train(t.steps, run.start)
     try:
         for step in range(run.start + 1, t.steps + 1):
-            m = train_step(run, step)
-            if m["rows/trained"]:
-                bad_steps = bad_steps + 1 if m.get("skipped") else 0
-                if bad_steps > t.max_nonfinite:
-                    raise TrainingError(f"{bad_steps} consecutive steps with non-finite loss or gradients; "
-                                        f"lower train.lr or check the rewards (last checkpoint kept)")
+            m = train_step(run, step)                               # collect -> score -> optimise
+            bad_steps = _nonfinite_streak(m, bad_steps, t.max_nonfinite)
             if cfg.eval.every and step % cfg.eval.every == 0 and step < t.steps and run.main:
                 m["eval/accuracy"] = _run_eval(run)["accuracy"]
             snap, done, run.dirty = ckpt.snapshot(run), step, False
-            if logger:
-                logger.log(step, m)
-            if progress:
-                progress.step(step, m)
-            if cfg.log.line_every and step % cfg.log.line_every == 0:
-                run.say(step_line(step, t.steps, m))
+            log.log(step, m)                                        # metrics.jsonl, TensorBoard, console
             run.hold.release()          # a Ctrl-C held since the optimizer update is raised here: step saved
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < t.steps:
                 ckpt.save_run(run, step, snap)
     except KeyboardInterrupt:
         run.hold.release(raise_pending=False)
-        if logger:
-            logger.close()
+        log.close()
         if run.dirty:
             run.say("[yellow]interrupted during an optimizer update; not saving a half-updated model. "
                     "Resume with --resume from the last checkpoint.[/]")
@@ -74,10 +60,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         raise
     finally:
         run.hold.release(raise_pending=False)
-        if progress:
-            progress.stop()
-    if logger:
-        logger.close()
+        log.close()
     if t.steps > run.start or not run.resumed:
         ckpt.save_run(run, t.steps, snap)
     if cfg.eval.after and run.main:
@@ -108,6 +91,18 @@ def train_step(run: Run, step: int) -> dict:
     m["time/step"] = time.perf_counter() - t0
     m["tokens_per_s"] = m["tokens/generated"] / max(m["time/step"], 1e-9)
     return m
+
+
+def _nonfinite_streak(m: dict, streak: int, limit: int) -> int:
+    """Consecutive trained steps whose updates were all skipped for non-finite values; past
+    ``limit`` the run stops with one line (the last checkpoint is kept)."""
+    if not m["rows/trained"]:
+        return streak
+    streak = streak + 1 if m.get("skipped") else 0
+    if streak > limit:
+        raise TrainingError(f"{streak} consecutive steps with non-finite loss or gradients; "
+                            f"lower train.lr or check the rewards (last checkpoint kept)")
+    return streak
 
 
 def _run_eval(run: Run) -> dict:

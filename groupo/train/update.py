@@ -28,6 +28,7 @@ def prepare(run, col) -> StepData:
     shaping reads put into ``col.batch.extra``."""
     cfg, t, g = run.cfg, run.cfg.train, run.cfg.generation
     r, batch = col.rollout, col.batch
+    # the batch (rewards, groups, lengths) lives on the CPU, the rollout and the model on model.device
     dev = r.completion_ids.device
     d = StepData(r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask, group=batch.group.to(dev),
                  correct=None if batch.correct is None else batch.correct.to(dev))
