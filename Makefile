@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU build that lies on disk on the reference machine; an unpinned
 # torch pulls a multi-GB CUDA build. Override with `make TORCH=torch==X` elsewhere.
 TORCH ?= torch==2.13.0
-export OMP_NUM_THREADS ?= 2
+# the tests run with at most 2 OpenMP threads per process; the demo decides its own (model.threads=0)
+TEST_THREADS ?= 2
 
 .PHONY: setup demo test test-slow test-dist bench clean
 
@@ -22,10 +23,10 @@ demo: setup
 	$(BIN)/groupo demo --force
 
 test: setup
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest
 
 test-slow: setup
-	$(BIN)/python -m pytest -m slow
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -m slow
 
 # 2 processes (torchrun, gloo) vs 1: prints the largest weight difference per case
 test-dist: setup

@@ -2,6 +2,7 @@
 language models with verifiable rewards.
 
 Public API (kept stable):
+    Trainer(recipe=..., model=..., train_dataset=..., reward_funcs=[...], out=..., **overrides).train()
     compute_advantages(rewards, group, method, **params) -> AdvantageResult
     verify(completion, gold, kind) -> float in [0, 1]
 
@@ -12,7 +13,7 @@ loads no heavy library (torch is imported by the functions that need it). Proces
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["compute_advantages", "verify", "AdvantageResult", "Batch", "Item", "__version__"]
+__all__ = ["Trainer", "compute_advantages", "verify", "AdvantageResult", "Batch", "Item", "__version__"]
 
 
 def compute_advantages(rewards, group, method: str = "grpo", **params):
@@ -49,4 +50,8 @@ def __getattr__(name: str):
         from . import types
 
         return getattr(types, name)
+    if name in ("Trainer", "TrainResult"):
+        from . import trainer
+
+        return getattr(trainer, name)
     raise AttributeError(f"module 'groupo' has no attribute {name!r}")

@@ -15,7 +15,6 @@ EXIT_USER = 2
 
 
 def _quiet_libraries() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -39,7 +38,7 @@ def _user_errors() -> tuple:
     from .train.checkpoint import CheckpointError
     from .data.mqr import MQRError
     from .plugins import PluginError
-    from .rewards.components import RewardError
+    from .rewards.user import RewardError
     from .train.setup import TrainingError
 
     return (ConfigError, RegistryError, ModelError, TaskError, CheckpointError, TrainingError, RewardError, MQRError,
@@ -52,47 +51,16 @@ def _console():
     return Console(stderr=False, highlight=False, soft_wrap=True)
 
 
-def _run_dir(cfg, out: str | None) -> Path:
-    return Path(out or cfg.out or Path("runs") / cfg.name)
-
-
-def _finish_reports(run_dir: Path, console) -> None:
-    from .eval.report import write_report
-
-    try:
-        path = write_report(run_dir)
-        console.print(f"report: {path}  plots: {run_dir / 'plots'}")
-    except Exception as e:  # noqa: BLE001 - a plotting failure must not hide a finished run
-        console.print(f"[yellow]could not write the report ({e})[/]")
-
-
 def cmd_train(args, recipe: str | None, base: dict | None = None) -> int:
-    from .config import load_config
+    from .api import prepare, run
     from .train.log import RichProgress
-    from .train.loop import train
 
-    cfg = load_config(recipe, _with_plugins(args), base=base)
-    run_dir = _run_dir(cfg, args.out)
-    if cfg.model.tiny and not cfg.model.path:
-        cfg.model.path = str(run_dir / "model")
-        cfg.raw["model"]["path"] = cfg.model.path
-    if (run_dir / "checkpoints").exists() and not args.resume and not args.force:
-        raise _user_errors()[0](f"run directory {run_dir} already has checkpoints; "
-                                f"add --resume to continue it, --force to start over, or --out for a new one")
-    if args.force and not args.resume:
-        import shutil
-
-        stale = ["checkpoints", "init", "tb", "plots"]
-        if cfg.model.tiny and Path(cfg.model.path) == run_dir / "model":
-            stale.append("model")      # the tiny model is rebuilt from the seed
-        for name in stale:
-            shutil.rmtree(run_dir / name, ignore_errors=True)
+    cfg, run_dir = prepare(recipe, _with_plugins(args), args.out, args.resume, args.force, base=base)
     console = _console()
     progress = RichProgress(console, cfg.warmstart.steps) if cfg.log.progress and sys.stdout.isatty() else None
     if progress is None:
         cfg.log.line_every = cfg.log.line_every or 10
-    results = train(cfg, run_dir, resume=args.resume, console=console, progress=progress)
-    _finish_reports(run_dir, console)
+    results = run(cfg, run_dir, resume=args.resume, console=console, progress=progress)
     before, after = results.get("before", {}).get("accuracy"), results.get("after", {}).get("accuracy")
     if before is not None and after is not None:
         console.print(f"[bold]held-out accuracy: {before:.3f} -> {after:.3f} ({100 * (after - before):+.1f} points)[/]")
@@ -109,56 +77,29 @@ def _with_plugins(args) -> list[str]:
     return over
 
 
+def _train_cmd(args) -> int:
+    if args.recipe and "=" in args.recipe and not Path(args.recipe).exists():   # `train --resume k=v`: no recipe
+        args.overrides, args.recipe = [args.recipe, *args.overrides], None
+    return cmd_train(args, args.recipe)
+
+
 def cmd_demo(args) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")     # the demo builds its own model: it never needs the network
     return cmd_train(args, "demo")
 
 
 def cmd_eval(args) -> int:
-    import yaml
+    from .api import evaluate_target
 
-    from .config import ConfigError, load_config
-    from .eval.evaluate import evaluate
-    from .model.load import eos_ids, load_model, load_tokenizer, pick_device
-    from .runtime import set_threads
-    from .train import checkpoint as ckpt
-
-    target = Path(args.target)
-    if not target.exists():
-        raise ConfigError(f"'{target}' does not exist (give a run directory or a checkpoint)")
-    run_dir, model_dir = target, target
-    if (target / "checkpoints").is_dir() or (target / "config.yaml").exists() and not (target / "state.pt").exists():
-        last = ckpt.latest(target)
-        if last is None:
-            raise ConfigError(f"run directory '{target}' has no complete checkpoint")
-        model_dir = last[1]
-    elif (target / "state.pt").exists():
-        run_dir = target.parent.parent
-    cfg_file = run_dir / "config.yaml"
-    base = yaml.safe_load(cfg_file.read_text()) if cfg_file.exists() else {"model": {"path": str(model_dir)}}
-    overrides = _with_plugins(args) + ([f"eval.n={args.n}"] if args.n is not None else [])
-    cfg = load_config(None, overrides, base=base)
-    set_threads(cfg.model.threads)
-    items = cfg.task.eval_items()
-    if cfg.eval.n:
-        items = items[: cfg.eval.n]
-    tok = load_tokenizer(model_dir)
-    device = pick_device(cfg.model.device)
-    if device.type == "cpu" and cfg.model.dtype == "float32":
-        from .model import gemm
-
-        gemm.select(cfg.model.cpu_gemm)      # as training does (model/gemm.py)
-    model = load_model(model_dir, cfg.model.dtype, device)
-    res = evaluate(model, tok, items, cfg.template, eos_ids(tok, model), cfg.generation.max_new_tokens,
-                   cfg.eval.samples, cfg.eval.temperature, cfg.eval.ks, cfg.eval.batch_size, seed=cfg.seed + 1)
-    res = {"accuracy": res["accuracy"], "n": res["n"], **{k: v for k, v in res.items() if k not in ("accuracy", "n")},
-           "checkpoint": str(model_dir)}
+    res = evaluate_target(args.target, _with_plugins(args), args.n)
+    model_dir = res["checkpoint"]
     if args.json:
         print(json.dumps(res, default=str))
         return 0
     from rich.table import Table
 
     console = _console()
-    table = Table(title=f"eval of {model_dir} on {cfg.raw['task']['name']} (n={res['n']})")
+    table = Table(title=f"eval of {model_dir} on {res['task']} (n={res['n']})")
     table.add_column("group")
     table.add_column("n", justify="right")
     table.add_column("accuracy", justify="right")
@@ -313,9 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_opts(sp)
     sp.set_defaults(func=cmd_demo)
     sp = sub.add_parser("train", help="train with a recipe (YAML file or built-in name)")
-    sp.add_argument("recipe", help="recipe file or built-in name (groupo list shows them)")
+    sp.add_argument("recipe", nargs="?", help="recipe file or built-in name (groupo list shows them); "
+                                             "not needed to continue a run: groupo train --out RUN --resume")
     run_opts(sp)
-    sp.set_defaults(func=lambda a: cmd_train(a, a.recipe))
+    sp.set_defaults(func=_train_cmd)
     sp = sub.add_parser("eval", help="evaluate a run directory or checkpoint on the task's held-out split")
     sp.add_argument("target", help="run directory or checkpoints/step_N")
     sp.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted overrides, e.g. task.seed=999")

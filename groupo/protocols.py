@@ -43,10 +43,12 @@ class Task(Component, Protocol):
 
 @runtime_checkable
 class Reward(Component, Protocol):
-    """One reward per completion, or None (this reward does not apply to that row)."""
+    """One reward per completion, or None (this reward does not apply to that row). ``prompts``:
+    the rendered prompt of each row; ``completion_ids``: the generated token ids of each row;
+    ``state``: the training step (``global_step``, ``max_steps``), as TRL's ``trainer_state``."""
 
-    def __call__(self, completions: list[str], items: list[Item], prompts: list[str] | None = None
-                 ) -> list[float | None]: ...
+    def __call__(self, completions: list[str], items: list[Item], prompts: list[str] | None = None,
+                 completion_ids: list | None = None, state: Any = None) -> list[float | None]: ...
 
 
 @runtime_checkable
@@ -171,6 +173,12 @@ class Template(Component, Protocol):
 
     def render_at(self, question: str, tokenizer, step: int, index: int) -> str:
         return self(question, tokenizer)
+
+    def render_messages(self, messages, tokenizer) -> str:
+        """A conversational prompt (chat messages): the tokenizer's chat template."""
+        from .prompts.render import chat_prompt
+
+        return chat_prompt(messages, tokenizer)
 
 
 @runtime_checkable

@@ -99,12 +99,16 @@ def prepare_process() -> str | None:
 
 
 def set_threads(threads: int) -> int:
-    """Set torch's CPU threads: ``threads``, or (0) one per core that is free now: the cores
-    available to this process minus the cores other processes are using (``busy_cores``), at
-    least 1, at most 8. More threads than free cores make a step several times slower on a
-    shared small machine, so the count is always set explicitly and logged."""
+    """Set torch's CPU threads: ``threads``; or (0) the user's ``OMP_NUM_THREADS`` when set; else
+    one per core that is free now: the cores available to this process minus the cores other
+    processes are using (``busy_cores``), at least 1, at most 8. More threads than free cores make
+    a step several times slower on a shared small machine, so the count is always set explicitly
+    and logged."""
     import torch
 
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if threads <= 0 and env.isdigit() and int(env) > 0:
+        threads = int(env)
     if threads <= 0:
         try:
             avail = len(os.sched_getaffinity(0))

@@ -21,7 +21,9 @@ class Item:
     answer:   the gold answer as a string (checked by ``kind``).
     group:    a label used by evaluation to report per-group accuracy (e.g. "n=4").
     kind:     the checker for ``groupo.verify``: number, math, choice, countdown, lego, exact.
-    meta:     extra dataset columns, passed to user reward functions as keyword arguments.
+    meta:     dataset columns, passed to user reward functions as keyword arguments.
+    messages: a conversational prompt (TRL's format): ({"role": ..., "content": ...}, ...),
+              rendered with the tokenizer's chat template; ``question`` is then its text.
     """
 
     question: str
@@ -29,6 +31,7 @@ class Item:
     group: str = "all"
     kind: str = "exact"
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    messages: tuple = field(default=(), compare=False, hash=False)
 
 
 @dataclass

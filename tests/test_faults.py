@@ -65,6 +65,38 @@ def test_kill_9_then_resume_matches_uninterrupted(reference, tiny_dir, fault, re
     assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".tmp")]   # stale temp cleaned
 
 
+def _bare_resume(out, *extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("GROUPO_FAULT", None)
+    return subprocess.run([sys.executable, "-m", "groupo", "train", "--out", str(out), "--resume", *extra],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_resume_with_no_arguments_is_the_same_run_and_refuses_drift(reference, tiny_dir, tmp_path):
+    """`groupo train --out RUN --resume` alone continues with the run's own config.yaml (task,
+    rewards, batch: everything) and ends bit-identical to the uninterrupted run; a changed setting
+    is one line, exit 2, and changes nothing; extending train.steps is allowed and recorded."""
+    d, reward = reference
+    out = d / "bare"
+    assert _run(out, tiny_dir, reward, fault="gen@3").returncode == -signal.SIGKILL
+    r = _bare_resume(out, "train.lr=5e-4")                   # drift: refused before anything runs
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "'train.lr' is 0.0005 here but 0.001 in" in r.stderr and ckpt.latest(out)[0] == 2
+    r = _bare_resume(out)
+    assert r.returncode == 0, r.stderr
+    wa = load_file(d / "ref/checkpoints/step_4/model.safetensors")
+    wb = load_file(out / "checkpoints/step_4/model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa) and _metrics(d / "ref") == _metrics(out)
+    r = _bare_resume(out, "train.steps=5", "log.line_every=1")       # safe: more steps, other logging
+    assert r.returncode == 0, r.stderr
+    assert [m["step"] for m in _metrics(out)] == [1, 2, 3, 4, 5]
+    history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["event"] for h in history] == ["start", "resume", "resume"]
+    assert history[-1]["changes"]["train.steps"] == {"from": 4, "to": 5}
+    # the original command again (same recipe and overrides) is not drift either
+    assert _run(out, tiny_dir, reward, "train.steps=5", "--resume").returncode == 0
+
+
 def test_ctrl_c_right_after_an_optimizer_update_still_saves_that_step(reference, tiny_dir):
     """SIGINT just after step 3's optimizer update (weights mid-step): the interrupt is held until
     step 3 is logged, step 3 is saved (checkpoint.every=0: no other checkpoint), and --resume ends

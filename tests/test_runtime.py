@@ -68,6 +68,7 @@ def test_auto_threads_use_the_cores_other_processes_leave(monkeypatch, load, oth
     import torch
 
     before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     monkeypatch.setattr(runtime, "_CACHE", {})
@@ -91,3 +92,21 @@ def test_others_busy_sees_a_busy_process():
         child.kill()
         child.wait()
     assert 0.6 <= seen <= 2.5, seen
+
+
+def test_omp_num_threads_of_the_user_is_respected(monkeypatch):
+    """OMP_NUM_THREADS=1 limits torch to one thread when model.threads is left at 0 (auto); an
+    explicit model.threads still wins."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "busy_cores", lambda: 0.0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert runtime.set_threads(0) == 1 and torch.get_num_threads() == 1
+        assert runtime.set_threads(2) == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "")
+        assert runtime.set_threads(0) == 4
+    finally:
+        torch.set_num_threads(before)

@@ -143,7 +143,9 @@ def test_jsonl_split_dedupe_and_meta(tmp_path):
     assert not any(normalize_question(it.question) in eval_keys for it in train)
     assert len(train) + len(ev) in (50, 51)
     it = ev[0]
-    assert it.kind == "number" and it.group == str(it.meta["level"]) and set(it.meta) == {"level", "id"}
+    # every column reaches the reward functions under its own name (TRL's convention)
+    assert it.kind == "number" and it.group == str(it.meta["level"])
+    assert set(it.meta) == {"level", "id", "question", "answer"} and it.meta["question"] == it.question
     rng = random.Random(0)
     drawn = Counter(task.sample_train(rng).question for _ in range(4000))
     assert len(drawn) == len(train) and not set(drawn) & {i.question for i in ev}
@@ -160,7 +162,7 @@ def test_jsonl_eval_path_and_gsm8k_gold(tmp_path):
     task = build("task", "jsonl", {"path": train, "eval_path": ev})
     assert [i.answer for i in task.eval_items()] == ["1", "42"]
     assert [(i.question, i.answer) for i in task.train_items()] == [("How many?", "5"), ("Big", "1234")]
-    assert task.eval_items()[0].meta == {}
+    assert task.eval_items()[0].meta == {"question": "same  IN eval", "answer": 1}   # the raw columns
 
 
 @pytest.mark.parametrize("lines, message", [

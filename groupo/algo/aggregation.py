@@ -50,8 +50,12 @@ class TokenMean(Aggregation):
 @dataclass(frozen=True)
 class SeqSumConst(Aggregation):
     """sum_{i,t} loss / (N_seq * L_max), L_max the generation limit, a constant
-    (Dr. GRPO, arXiv 2503.20783 §3.1; TRL 'dr_grpo'). We follow TRL and divide by N_seq
-    too (verl's 'seq-mean-token-sum-norm' does not; ALGORITHMS.md §0.5)."""
+    (Dr. GRPO, arXiv 2503.20783 §3.1; TRL 'dr_grpo'). This equals verl's
+    'seq-mean-token-sum-norm' since verl 0.8 (``agg_loss`` in ``core_algos.py`` of 0.9.x:
+    the token sums of the sequences with at least one token, divided by their number and by
+    ``loss_scale_factor``, the mask width unless set). verl up to 0.7.x did not divide by
+    N_seq (ALGORITHMS.md §0.5 describes that older code); N_seq here counts the sequences
+    with a kept token, as verl's ``seq_mask``."""
 
     max_length: int | None = None
 

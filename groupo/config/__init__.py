@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +120,7 @@ def _plain_value(v):
 
 def validate(data: dict) -> Config:
     """Check every key and value; return a Config with components built."""
-    data = _move_old_keys(data)
+    data = _absolute_paths(_move_old_keys(data))
     for key in data:
         if key not in TOP_KEYS:
             raise ConfigError(f"unknown key '{key}'{closest(key, TOP_KEYS)}")
@@ -143,6 +144,27 @@ def validate(data: dict) -> Config:
     _check_values(cfg)
     cfg.raw = resolved
     return cfg
+
+
+def _absolute_paths(data: dict) -> dict:
+    """Relative paths that exist (model.path, task.path / task.*_path, rewards[i].path) made
+    absolute, so a run directory's config.yaml works from any directory (Hub ids stay as given)."""
+    data = copy.deepcopy(data)
+
+    def fix(section: dict, key: str) -> None:
+        v = section.get(key)
+        if isinstance(v, str) and v and not os.path.isabs(v) and os.path.exists(v):
+            section[key] = os.path.abspath(v)
+
+    if isinstance(data.get("model"), dict):
+        fix(data["model"], "path")
+    if isinstance(data.get("task"), dict):
+        for key in [k for k in data["task"] if k == "path" or k.endswith("_path")]:
+            fix(data["task"], key)
+    for spec in data.get("rewards") or []:
+        if isinstance(spec, dict):
+            fix(spec, "path")
+    return data
 
 
 def _plugins(value) -> list[str]:
@@ -222,11 +244,16 @@ def _check_values(cfg: Config) -> None:
     need(t.num_iterations >= 1, f"train.num_iterations must be >= 1, got {t.num_iterations}")
     need(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), f"train.betas must be two numbers in [0, 1), got {t.betas}")
     need(t.adam_eps > 0, f"train.adam_eps must be > 0, got {t.adam_eps}")
+    need(0 < t.top_entropy_quantile <= 1, f"train.top_entropy_quantile must be in (0, 1], got {t.top_entropy_quantile}")
+    need(t.top_entropy_quantile == 1 or not cfg.objective.full_batch,
+         f"train.top_entropy_quantile < 1 selects tokens of a per-token loss; objective "
+         f"'{cfg.objective.component_name}' is a full-batch loss")
     need(e.samples >= 1, f"eval.samples must be >= 1, got {e.samples}")
     need(all(1 <= k <= e.samples for k in e.ks), f"eval.ks must be between 1 and eval.samples={e.samples}, got {e.ks}")
     need(m.lora_r >= 0 and m.lora_alpha > 0 and 0 <= m.lora_dropout < 1,
          f"model.lora_r must be >= 0, lora_alpha > 0, lora_dropout in [0, 1); got {m.lora_r}, {m.lora_alpha}, {m.lora_dropout}")
-    need(m.path or m.tiny, "model.path is required (a local Hugging Face model directory), e.g. model.path=./my-model")
+    need(m.path or m.tiny, "model.path is required (a local Hugging Face model directory or a Hub id), "
+                           "e.g. model.path=./my-model or model.path=Qwen/Qwen2.5-0.5B-Instruct")
     need(cfg.checkpoint.every >= 0 and cfg.checkpoint.keep >= 1, "checkpoint.every must be >= 0 and checkpoint.keep >= 1")
     for comp in cfg.components.values():   # components that depend on other sections
         try:

@@ -108,10 +108,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
+def apply_overrides(data: dict, overrides: list) -> dict:
+    """``overrides``: ``"key.sub=value"`` strings (values parsed as YAML) or ``(dotted key, value)``
+    pairs (values used as given, as the Python API passes them)."""
     data = copy.deepcopy(data)
     for text in overrides:
-        parts, value = parse_override(text)
+        if isinstance(text, str):
+            parts, value = parse_override(text)
+        else:
+            parts, value = str(text[0]).split("."), text[1]
+            text = f"{text[0]}={value!r}"
         node = data
         for i, p in enumerate(parts[:-1]):
             if p == "rewards" and i == 0:

@@ -10,7 +10,8 @@ from typing import Literal
 
 @dataclass
 class ModelCfg:
-    path: str = ""                 # local Hugging Face model directory (or hub id with network)
+    path: str = ""                 # a local Hugging Face model directory or a Hub model id
+    tokenizer: str = ""            # tokenizer directory or Hub id (empty: the model's own)
     tiny: bool = False             # build the offline tiny model + tokenizer into `path` if missing
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"   # weights' dtype (bf16/fp16 for GPUs)
     device: Literal["auto", "cpu", "cuda"] = "auto"   # auto: cuda when available
@@ -49,6 +50,7 @@ class TrainCfg:
     num_iterations: int = 1        # mu: optimizer updates per generated batch (old log-probs stored)
     max_nonfinite: int = 3         # consecutive non-finite losses/gradients tolerated (step skipped)
     skip_zero_advantage: bool = True   # rows with advantage 0 (no KL) give no gradient: skip their forward/backward
+    top_entropy_quantile: float = 1.0  # < 1: policy loss only on the top-q entropy tokens of each micro-batch (arXiv 2506.01939)
 
 
 @dataclass

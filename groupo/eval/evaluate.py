@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ..prompts.render import render
 from ..rewards.extract import extract_answer
 from ..rewards.verify import verify
 from ..rollout import generate
@@ -27,7 +28,7 @@ def evaluate(model, tokenizer, items, template, eos_ids, max_new_tokens: int, sa
     try:
         for start in range(0, len(items), per_batch):
             chunk = items[start:start + per_batch]
-            prompts = [template(it.question, tokenizer) for it in chunk]
+            prompts = [render(template, it, tokenizer) for it in chunk]
             roll = generate(model, tokenizer, prompts, [samples] * len(chunk), max_new_tokens, eos_ids,
                             temperature=temperature, top_p=top_p, top_k=top_k, generator=gen, autocast=autocast)
             for j, it in enumerate(chunk):

@@ -1,7 +1,10 @@
-"""Load a Hugging Face causal LM and its tokenizer from a local directory, with
-one-line errors for the usual mistakes (missing directory, no tokenizer, no weights)."""
+"""Load a Hugging Face causal LM and its tokenizer from a local directory or a Hub id (as any
+transformers tool does; offline mode is the user's choice), with one-line errors for the usual
+mistakes (missing directory, unknown or uncached Hub id, no tokenizer, no weights)."""
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -22,15 +25,38 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def source(path: str | Path) -> str:
+    """``path`` as transformers should read it: a local directory, or a Hub id; else a one-line
+    ModelError (a missing directory is not mistaken for a Hub id: ids have no ./ or leading /)."""
+    text = str(path)
+    if Path(text).exists():
+        return str(Path(text).resolve())
+    if text.startswith((".", "/", "~")) or os.sep in text.replace("/", "", 1) or not HUB_ID.match(text):
+        raise ModelError(f"model directory '{text}' does not exist")
+    return text
+
+
+def _hub_error(what: str, name: str, e: Exception) -> ModelError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    if offline:
+        return ModelError(f"{what} '{name}' is neither a local directory nor in the Hugging Face cache, and offline "
+                          f"mode is on (HF_HUB_OFFLINE); download it first or give a local directory")
+    return ModelError(f"{what} '{name}': not a local directory, and loading it from the Hub failed "
+                      f"({str(e).splitlines()[0][:160]})")
+
+
 def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model directory '{path}' does not exist")
+    src = source(path)
     try:
-        tok = AutoTokenizer.from_pretrained(str(path))
+        tok = AutoTokenizer.from_pretrained(src)
     except (OSError, ValueError, TypeError) as e:
+        if not Path(src).exists():
+            raise _hub_error("tokenizer", src, e) from None
         raise ModelError(f"model directory '{path}' has no usable tokenizer ({str(e).splitlines()[0][:160]})") from None
     if tok.pad_token is None:
         if tok.eos_token is None:
@@ -46,16 +72,17 @@ def load_model(path: str | Path, dtype: str = "float32", device: str = "cpu"):
     model with ``peft`` (imported only then), trainable."""
     from transformers import AutoModelForCausalLM
 
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model directory '{path}' does not exist")
-    if (path / "adapter_config.json").exists():
-        return _load_adapter(path, dtype, device)
-    if not (path / "config.json").exists():
+    src = source(path)
+    local = Path(src).exists()
+    if local and (Path(src) / "adapter_config.json").exists():
+        return _load_adapter(Path(src), dtype, device)
+    if local and not (Path(src) / "config.json").exists():
         raise ModelError(f"'{path}' is not a Hugging Face model directory (no config.json)")
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path.resolve()), dtype=DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=DTYPES[dtype])
     except (OSError, ValueError) as e:
+        if not local:
+            raise _hub_error("model", src, e) from None
         raise ModelError(f"cannot load the model in '{path}' ({str(e).splitlines()[0][:160]})") from None
     return model.to(pick_device(device) if isinstance(device, str) else device)
 

@@ -4,7 +4,8 @@ The demo and the tests need a real Hugging Face model directory without any down
 ``build_tiny(path)`` writes a Llama-style config with random weights (about 1M
 parameters) and a ``tokenizers`` character-level tokenizer with single-token chat roles,
 answer tags as single tokens, and a chat template, via ``save_pretrained``. The result
-loads with plain ``AutoModelForCausalLM`` / ``AutoTokenizer``.
+loads with plain ``AutoModelForCausalLM`` / ``AutoTokenizer``. A tiny Qwen2/Llama with a
+byte-level BPE tokenizer, as real checkpoints have, is built by ``tiny_bpe.build_tiny_bpe``.
 """
 from __future__ import annotations
 

@@ -223,7 +223,8 @@ class TemplateFormat(Reward):
     def __post_init__(self):
         _check_names(self.templates, "template_format.templates")
 
-    def __call__(self, completions: list[str], items: list[Item], prompts: list[str] | None = None) -> list[float | None]:
+    def __call__(self, completions: list[str], items: list[Item], prompts: list[str] | None = None,
+                 completion_ids=None, state=None) -> list[float | None]:
         if len(completions) != len(items):
             raise ValueError(f"reward 'template_format': {len(completions)} completions but {len(items)} items")
         if prompts is None:

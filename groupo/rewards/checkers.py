@@ -5,8 +5,12 @@ evaluates model output with ``eval``/``exec``/``sympy.parse_expr`` (TASKS.md §0
 reasoning-gym scorers and TinyZero's countdown do, and TinyZero's whitelist allows
 ``**``, a DoS). Every input is length-capped.
 
-* ``number``: numeric compare after stripping ``,`` ``$`` and a trailing ``.``
-  (GSM8K recommendation, TASKS.md §5.2); ints, decimals, ``a/b`` and ``\\frac{a}{b}``;
+* ``number``: numeric compare after stripping ``$``, ``%``, a trailing ``.`` and thousands
+  separators (GSM8K recommendation, TASKS.md §5.2); ints, decimals, ``a/b`` and ``\\frac{a}{b}``.
+  A separator between digits (``,``, ``{,}``, spaces, ``\\,`` and other thin spaces) must
+  group the integer part in threes, one kind per number: ``1,000``, ``1 000``, ``12 345 678``
+  pass; ``4 2``, ``42 0``, ``1 00``, ``1,00``, ``12,34`` (lakh), ``1,000 000`` and separators
+  after the decimal point do not;
   exact when the gold has a finite decimal expansion (integers, 12.5, 3/4), else
   relative tolerance 1e-6 (1/3 vs 0.3333333; a tolerance on every gold accepted
   1234568 for 1234567). A span that is not a bare number counts only if it contains
@@ -44,6 +48,34 @@ _CHANGED_BEFORE = re.compile(r"(?:[-/^\u221a]|\\sqrt|\bnegative|\bminus)(?:[\s(\
 _CHANGED_AFTER = re.compile(r"(?:[\s)\]}]|\\right)*(?:[!\u00b2\u00b3\u00b9\u2070-\u2079]|\^(?!\s*\{?\s*\\circ))")
 
 
+# thin spaces that may group digits (LaTeX \\, \\  ~, Unicode thin / narrow no-break / no-break space)
+_SPACES = ("\\,", "\\ ", "~", "\u2009", "\u202f", "\u00a0")
+_SEP = re.compile(r"(,|\s+)")
+_GROUP_HEAD = re.compile(r"\d{1,3}")
+_GROUP = re.compile(r"\d{3}")
+
+
+def _ungroup(part: str) -> str | None:
+    """``part`` (one number, no ``/``) without its thousands separators; None when a separator
+    between digits does not group the integer part in threes (``4 2``, ``1,00``) or the two
+    kinds are mixed, or one stands after the decimal point."""
+    part = part.strip()
+    sign = ""
+    if part[:1] in ("-", "+"):
+        sign, part = part[0], part[1:].lstrip()
+    head, dot, frac = part.partition(".")
+    if _SEP.search(frac):
+        return None
+    pieces = _SEP.split(head)             # [digits, sep, digits, sep, ...]
+    if len(pieces) > 1:
+        digits, seps = pieces[0::2], pieces[1::2]
+        if (len({"," if x == "," else " " for x in seps}) != 1 or not _GROUP_HEAD.fullmatch(digits[0])
+                or not all(_GROUP.fullmatch(d) for d in digits[1:])):
+            return None
+        head = "".join(digits)
+    return sign + head + dot + frac
+
+
 def parse_number(text: str) -> Fraction | None:
     """A bare number (int, decimal, a/b, \\frac{a}{b}) as an exact Fraction, else None."""
     if not isinstance(text, str):
@@ -51,12 +83,19 @@ def parse_number(text: str) -> Fraction | None:
     s = text.strip().translate(_MINUS)
     if len(s) > MAX_LEN:
         return None
-    for junk in ("\\$", "$", ",", "\\,", "\\!", "{,}", " ", "\\%", "%"):
+    s = s.replace("{,}", ",")
+    for space in _SPACES:
+        s = s.replace(space, " ")
+    for junk in ("\\$", "$", "\\!", "\\%", "%"):
         s = s.replace(junk, "")
-    s = s.rstrip(".")
+    s = s.strip().rstrip(".").rstrip()
     m = _FRAC.fullmatch(s)
     if m:
         s = f"{m.group(1)}/{m.group(2)}"
+    parts = [_ungroup(p) for p in s.split("/")]
+    if len(parts) > 2 or None in parts:
+        return None
+    s = "/".join(parts)
     if not _PLAIN.fullmatch(s):
         return None
     try:

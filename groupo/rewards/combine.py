@@ -45,15 +45,17 @@ class RewardSet:
     def __len__(self) -> int:
         return len(self.components)
 
-    def __call__(self, completions: list[str], items: list[Item], prompts: list[str] | None = None) -> torch.Tensor:
-        """Per-component rewards, float32 [N, K]; NaN where a component returned None."""
+    def __call__(self, completions: list[str], items: list[Item], prompts: list[str] | None = None,
+                 completion_ids: list | None = None, state=None) -> torch.Tensor:
+        """Per-component rewards, float32 [N, K]; NaN where a component returned None. ``completion_ids``
+        and ``state`` reach the components (TRL's ``completion_ids`` and ``trainer_state``)."""
         n = len(completions)
         if len(items) != n or (prompts is not None and len(prompts) != n):
             raise ValueError(f"RewardSet: {n} completions, {len(items)} items"
                              + (f", {len(prompts)} prompts" if prompts is not None else ""))
         out = torch.full((n, len(self.components)), float("nan"), dtype=torch.float32)  # [N, K]
         for k, (comp, name) in enumerate(zip(self.components, self.names)):
-            values = comp(completions, items, prompts=prompts)
+            values = comp(completions, items, prompts=prompts, completion_ids=completion_ids, state=state)
             if len(values) != n:
                 raise ValueError(f"reward '{name}' returned {len(values)} values for {n} completions")
             out[:, k] = torch.tensor([float("nan") if v is None else float(v) for v in values], dtype=torch.float32)
@@ -66,6 +68,14 @@ class RewardSet:
         w = self.weights.to(components.device, components.dtype)
         total = torch.nansum(components * w, dim=1)  # [N]
         return torch.where(torch.isnan(components).all(dim=1), torch.full_like(total, float("nan")), total)
+
+    def check(self, item: Item, prompt: str) -> None:
+        """A dry call of every user reward function on one row (before any model loads)."""
+        from .user import UserReward
+
+        for comp in self.components:
+            if isinstance(comp, UserReward):
+                comp.check(item, prompt)
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{n}*{w:g}" for n, w in zip(self.names, self.weights.tolist()))

@@ -55,13 +55,14 @@ def verify(completion: str, gold, kind: str, mode: str = "auto", timeout: float 
     """Score ``completion`` against ``gold`` with the ``kind`` checker: a float in [0, 1].
 
     ``mode`` picks the extraction (``auto`` = the kind's default, see the module doc);
-    ``timeout`` bounds the math-verify call (kind ``math``).
+    ``timeout`` bounds the math-verify call (kind ``math``). An empty gold answer matches
+    nothing (0.0): an empty answer tag must not score against a missing gold.
     """
     check_kind(kind)
     if mode not in MODES:
         raise ValueError(f"unknown extraction mode {mode!r}; valid: {', '.join(MODES)}")
     try:
-        if not isinstance(completion, str):
+        if not isinstance(completion, str) or gold is None or not str(gold).strip():
             return 0.0
         if kind == "math":
             score = mathpool.math_equal(completion, str(gold), timeout=timeout)

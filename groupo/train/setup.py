@@ -19,6 +19,7 @@ from ..model import gemm
 from ..model.load import AdapterOff, add_lora, eos_ids, is_lora, load_model, load_tokenizer, pick_device
 from ..model.logprobs import autocast_dtype
 from ..model.policy import Policy
+from ..prompts.render import render
 from ..rollout.base import check_context
 from . import checkpoint as ckpt
 from . import dist
@@ -114,7 +115,9 @@ def _load(run: Run, last) -> None:
     """Tokenizer and model from the checkpoint to resume, else from ``model.path``."""
     cfg = run.cfg
     model_dir = last[1] if last is not None else _model_dir(cfg)
-    run.tokenizer = load_tokenizer(model_dir)
+    run.tokenizer = load_tokenizer(cfg.model.tokenizer if cfg.model.tokenizer and last is None else model_dir)
+    item = cfg.task.sample_train(random.Random(cfg.seed + 31))    # before the model loads: prompts render and
+    cfg.rewards.check(item, render(cfg.template, item, run.tokenizer))   # reward functions fit the data
     model = load_model(model_dir, cfg.model.dtype, run.device)
     mm = _select_gemm(cfg, run.device, model)
     w = dist.world()
@@ -158,7 +161,7 @@ def _check_prompt_lengths(run: Run) -> None:
     sample = list(run.eval_items) + [cfg.task.sample_train(random.Random(cfg.seed + 31)) for _ in range(64)]
     if not sample:
         return
-    longest = max(len(run.tokenizer(cfg.template(it.question, run.tokenizer), add_special_tokens=False)["input_ids"])
+    longest = max(len(run.tokenizer(render(cfg.template, it, run.tokenizer), add_special_tokens=False)["input_ids"])
                   for it in sample)
     check_context(run.model, longest, cfg.generation.max_new_tokens)
 

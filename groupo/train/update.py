@@ -57,7 +57,8 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
     if d.mine is not None:      # weights were normalised on the global batch; train on own rows
         d = d.select(d.mine.to(dev))
     skipped_rows = 0
-    if t.skip_zero_advantage and cfg.kl.coef == 0 and cfg.objective.zero_advantage_no_gradient:
+    if (t.skip_zero_advantage and cfg.kl.coef == 0 and cfg.objective.zero_advantage_no_gradient
+            and t.top_entropy_quantile >= 1.0):       # A = 0 rows still count in the entropy quantile
         # A = 0 makes every token's loss (and gradient) exactly 0 for these objectives; the token
         # weights were normalised on the whole batch already, so dropping the rows changes nothing
         live = ((d.advantages != 0) & (d.token_weights.sum(1) > 0)).nonzero().squeeze(1)
@@ -71,7 +72,8 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
     skipped = 0
     for it in range(t.num_iterations):
         run.opt.zero_grad(set_to_none=True)
-        lm = accumulate_loss(run.policy, d, cfg.objective, cfg.kl, t.micro_batches, temp, with_entropy=(it == 0))
+        lm = accumulate_loss(run.policy, d, cfg.objective, cfg.kl, t.micro_batches, temp, with_entropy=(it == 0),
+                             top_entropy_quantile=t.top_entropy_quantile)
         if dist.world() > 1:    # the sum over ranks of the globally weighted losses = the full-batch gradient
             dist.sum_gradients(run.model.parameters())
             lm = _merge_rank_metrics(dist.gather_objects(lm))

@@ -15,8 +15,9 @@ import random
 import torch
 
 from ..model.forward import completion_logprobs
-from ..rollout import generate
+from ..prompts.render import render
 from ..rewards.verify import verify
+from ..rollout import generate
 
 
 def _encode_pairs(tokenizer, prompts, targets, device):
@@ -46,7 +47,7 @@ def warm_start(model, tokenizer, task, template, cfg, eos_ids, max_new_tokens: i
     info = {"steps": 0, "dev_accuracy": None, "loss": None}
     for step in range(1, cfg.steps + 1):
         items = [task.sample_train(rng) for _ in range(cfg.batch_size)]
-        prompts = [template(it.question, tokenizer) for it in items]
+        prompts = [render(template, it, tokenizer) for it in items]
         targets = [cfg.target.format(answer=it.answer) for it in items]
         p_ids, p_mask, c_ids, c_mask = _encode_pairs(tokenizer, prompts, targets, device)
         logp, _ = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask)
@@ -69,7 +70,7 @@ def warm_start(model, tokenizer, task, template, cfg, eos_ids, max_new_tokens: i
 def dev_accuracy(model, tokenizer, items, template, eos_ids, max_new_tokens) -> float:
     model.eval()
     try:
-        prompts = [template(it.question, tokenizer) for it in items]
+        prompts = [render(template, it, tokenizer) for it in items]
         roll = generate(model, tokenizer, prompts, [1] * len(items), max_new_tokens, eos_ids, temperature=0)
         return sum(verify(t, it.answer, it.kind) >= 1.0 for t, it in zip(roll.texts, items)) / len(items)
     finally:

@@ -34,7 +34,7 @@ def _int_variants(g: int) -> list[int]:
 
 def _number_case(rng: random.Random):
     from groupo.tasks.generators import Arithmetic
-    from groupo.tasks.jsonl import gsm8k_gold
+    from groupo.tasks.rows import gsm8k_gold
 
     src = rng.random()
     question = ""
@@ -55,7 +55,9 @@ def _number_case(rng: random.Random):
     oks = [f"<answer>{text}</answer>", f"\\boxed{{{text}}}", f"#### {text}", f"The answer is {text}.",
            f"{question}<answer>{text}</answer>", f"<answer>x = {text}</answer>", f"so the total is {text}"]
     if g.denominator == 1 and abs(g) >= 1000:
-        oks.append(f"<answer>{int(g):,}</answer>")
+        grouped = f"{int(g):,}"
+        oks += [f"<answer>{grouped}</answer>", f"<answer>{grouped.replace(',', ' ')}</answer>",
+                f"<answer>{grouped.replace(',', '{,}')}</answer>", f"\\boxed{{{grouped.replace(',', chr(92) + ',')}}}"]
     if g < 0:
         oks.append(f"<answer>\u2212{text[1:]}</answer>")
     if g.denominator == 1:
@@ -78,6 +80,12 @@ def _number_case(rng: random.Random):
             near += [f"<answer>{sign}{pos}</answer>", f"<answer>+{pos}</answer>"]
     if g.denominator == 1 and abs(g) > 2:
         near += [f"<answer>{text}!</answer>", f"<answer>{text}^2</answer>", f"<answer>{text}\u00b2</answer>"]
+    if g.denominator == 1 and abs(g) >= 10:               # separators that do not group digits in threes
+        digits, sign = str(abs(int(g))), "-" if g < 0 else ""
+        for k in range(1, len(digits)):
+            if not (k <= 3 and len(digits) - k == 3):     # "1 000" is a valid grouping of 1000
+                near += [f"<answer>{sign}{digits[:k]}{sep}{digits[k:]}</answer>" for sep in (" ", ",")]
+        near += [f"<answer>{sign}{digits} 0</answer>", f"<answer>{sign}{digits},0</answer>"]   # x10, mis-grouped
     if g > 1 and g.denominator == 1:
         near += [f"<answer>\\sqrt{{{text}}}</answer>", f"<answer>\u221a{text}</answer>"]
     return gold, oks, near

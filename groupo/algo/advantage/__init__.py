@@ -9,6 +9,9 @@
 * ``agrae``: A-GRAE's asymmetric advantage
 * ``vgpo``: VGPO's value-anchored dual advantage
 * ``maxmin``: MaxMin-RLHF's worst-off reward group
+* ``opo``: OPO's length-weighted optimal baseline
+* ``gpg``: GPG's mean baseline with the valid-sample correction B/(B-M)
+* ``passk``: pass@k advantages: verl's best-of-group ``grpo_passk`` and the analytic ``passk``
 * ``common``: the result record and shared helpers
 
 Each is called with a ``Batch`` and returns an ``AdvantageResult`` (advantages [N], keep [N],

@@ -23,6 +23,12 @@ class PPOClip(Objective):
 
     ``dual_clip`` (verl's ``clip_ratio_c``, Ye et al. arXiv 1912.09729): for A < 0 the loss is
     capped at -A * c. Off (None) by default, as in TRL.
+
+    ``log_ratio_clamp`` (default 20, like verl's ``compute_policy_loss_vanilla``): log rho is
+    clamped to [-c, c] before exp, so a stale or mismatched token cannot overflow the loss
+    (with A < 0 and no dual clip the unclipped branch rho * A is live; rho = e^50 would give a
+    loss of 5e21). Beyond the clamp the token has no gradient. 0 or None: off (TRL has no clamp).
+    For |log rho| <= c the loss and gradient are unchanged.
     """
 
     zero_advantage_no_gradient: ClassVar[bool] = True   # A = 0 rows add nothing: the loop may skip them
@@ -30,16 +36,22 @@ class PPOClip(Objective):
     eps_low: float = 0.2
     eps_high: float = 0.2
     dual_clip: float | None = None
+    log_ratio_clamp: float | None = 20.0
 
     def __post_init__(self):
         if self.eps_low < 0 or self.eps_high < 0:
             raise ValueError("eps_low and eps_high must be >= 0")
         if self.dual_clip is not None and self.dual_clip <= 1.0:
             raise ValueError(f"dual_clip must be > 1, got {self.dual_clip}")
+        if self.log_ratio_clamp is not None and self.log_ratio_clamp < 0:
+            raise ValueError(f"log_ratio_clamp must be >= 0 (0 or null: off), got {self.log_ratio_clamp}")
 
     def __call__(self, logp, old_logp, adv, mask):
         a = adv.to(logp.dtype)[:, None]                       # [N, 1]
-        ratio = torch.exp(logp - old_logp)                     # [N, T]
+        log_ratio = logp - old_logp
+        if self.log_ratio_clamp:
+            log_ratio = torch.clamp(log_ratio, -self.log_ratio_clamp, self.log_ratio_clamp)
+        ratio = torch.exp(log_ratio)                           # [N, T]
         clipped = torch.clamp(ratio, 1 - self.eps_low, 1 + self.eps_high)
         loss = -torch.minimum(ratio * a, clipped * a)          # [N, T]
         if self.dual_clip is not None:
