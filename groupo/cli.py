@@ -114,26 +114,66 @@ def cmd_eval(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
-    from .config import describe_component, recipe_names
-    from .registry import AXES, names
+    from .config import COMPONENT_SECTIONS, PLAIN_SECTIONS, ConfigError, describe_component, recipe_names
+    from .registry import AXES, closest, names
 
     if args.plugin:
         from .config import _plugins
 
         _plugins(list(args.plugin))
     console = _console()
-    axes = [args.axis] if args.axis else list(AXES)
+    what = args.axis
+    if what == "config" or what in PLAIN_SECTIONS:
+        return _list_config(console, [what] if what in PLAIN_SECTIONS else list(PLAIN_SECTIONS))
+    if what is not None and what not in AXES:
+        valid = ["config", *PLAIN_SECTIONS, *AXES]
+        raise ConfigError(f"unknown axis or section '{what}'{closest(what, valid)}; valid: {', '.join(valid)}")
     table = Table(title="groupo components")
     for col in ("axis", "name", "parameters (defaults)"):
         table.add_column(col)
-    for axis in axes:
+    for axis in [what] if what else list(AXES):
         for name in names(axis):
-            table.add_row(axis, name, describe_component(axis, name))
+            table.add_row(axis, name, escape(describe_component(axis, name)))
     console.print(table)
-    if not args.axis:
+    if not what:
+        sections = ", ".join(f"{s} ({a})" if s != a else s for s, (a, _) in COMPONENT_SECTIONS.items())
         console.print("recipes: " + ", ".join(recipe_names()))
+        console.print(f"recipe sections naming a component: {sections}; the other keys: groupo list config")
+    return 0
+
+
+def _list_config(console, sections) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .config import COMPONENT_SECTIONS, PLAIN_SECTIONS, SCALARS
+    from .config.describe import component_rows, section_rows
+
+    table = Table(title="groupo configuration keys (key=value on the command line; sections in a recipe)")
+    for col in ("key", "type", "default", "meaning"):
+        table.add_column(col)
+    add = table.add_row
+    table.add_row = lambda *cells: add(*(escape(str(c)) for c in cells))     # "list[int]" is not markup
+    if len(sections) > 1:
+        for key, (typ, default) in SCALARS.items():
+            table.add_row(key, typ.__name__, repr(default), {"name": "run name (default run directory runs/<name>)",
+                          "seed": "seed of every random draw", "out": "run directory", "description": "free text"}[key])
+    for section in sections:
+        for row in section_rows(section, PLAIN_SECTIONS[section]):
+            table.add_row(*row)
+    if len(sections) > 1:
+        for section, (axis, default) in COMPONENT_SECTIONS.items():
+            for row in component_rows(section, axis, default):
+                table.add_row(*row)
+        table.add_row("rewards", "list", "[{name: correct, weight: 1.0}]",
+                      "reward functions: {name, weight, label, parameters}; groupo list reward")
+        table.add_row("plugins", "list[str]", "[]", "Python files registering your own components")
+    console.print(table)
+    if len(sections) > 1:
+        console.print("component sections show their default component; other components: groupo list AXIS")
     return 0
 
 
@@ -156,8 +196,9 @@ def cmd_compare(args) -> int:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         table.add_row(run, fmt(b), fmt(a), "-" if a is None or b is None else f"{100 * (a - b):+.1f}",
                       f"{w.get('group', '-')}: {fmt(w.get('accuracy'))}" if w else "-")
-        cells.append((*_label_seed(Path(run)), Path(run)))
+        cells.append(Path(run))
     _console().print(table)
+    cells = _group_seeds(cells)
     if args.out:
         from .eval.study_report import write_study
 
@@ -166,15 +207,36 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _label_seed(run_dir: Path) -> tuple[str, int]:
-    """(recipe name, seed) from a run's config.yaml; runs with the same name are seeds of one method."""
+def _group_seeds(runs: list[Path]) -> list[tuple[str, int, Path]]:
+    """(label, seed, run) per run: runs are seeds of one method when their whole configurations
+    agree except for the seed (and name, output directory, description). Two runs with the same
+    configuration and the same seed are repeats, not seeds: each gets a label of its own, so no
+    interval is drawn over them."""
+    import hashlib
+
     import yaml
 
-    try:
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        raw = {}
-    return str(raw.get("name") or run_dir.name), int(raw.get("seed") or 0)
+    def config(run: Path) -> dict:
+        try:
+            return yaml.safe_load((run / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return {}
+
+    raw = {r: config(r) for r in runs}
+    keys = {r: hashlib.blake2b(json.dumps({k: v for k, v in raw[r].items() if k not in
+                                           ("seed", "name", "out", "description")}, sort_keys=True,
+                                          default=str).encode(), digest_size=3).hexdigest() for r in runs}
+    names = {r: str(raw[r].get("name") or r.name) for r in runs}
+    out, seen = [], {}
+    for r in runs:
+        variants = {keys[x] for x in runs if names[x] == names[r]}
+        label = names[r] if len(variants) == 1 else f"{names[r]} [{keys[r]}]"     # same name, other settings
+        seed = int(raw[r].get("seed") or 0)
+        while (label, seed) in seen:
+            label = f"{label} (repeat of {seen[(label, seed)].name})"            # same seed twice: not a seed
+        seen[(label, seed)] = r
+        out.append((label, seed, r))
+    return out
 
 
 def cmd_export(args) -> int:
@@ -267,8 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_eval)
     sp = sub.add_parser("compare", help="table of finished runs (accuracy before/after, worst group)")
     sp.add_argument("runs", nargs="+")
-    sp.add_argument("--out", help="also write summary.md/json, plots and report.html here (runs with the "
-                                  "same recipe name are treated as seeds of one method)")
+    sp.add_argument("--out", help="also write summary.md/json, plots and report.html here (runs whose "
+                                  "configurations differ only in the seed are the seeds of one method)")
     sp.set_defaults(func=cmd_compare)
     sp = sub.add_parser("export", help="save a run's model as a plain transformers directory (LoRA merged)")
     sp.add_argument("source", help="run directory or checkpoints/step_N")
@@ -297,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--report-only", action="store_true", help="do not train; rebuild summary and report")
     sp.set_defaults(func=cmd_study)
     sp = sub.add_parser("list", help="registered components with their parameters and defaults")
-    sp.add_argument("axis", nargs="?", help="one axis (task, reward, advantage, ...)")
+    sp.add_argument("axis", nargs="?", help="one axis (task, reward, advantage, ...), or config (every key with "
+                                             "its type, default and meaning), or one section (model, train, ...)")
     sp.add_argument("--plugin", action="append", metavar="FILE", help="also list the components of this file")
     sp.set_defaults(func=cmd_list)
     return p

@@ -77,3 +77,28 @@ def test_compare_out_groups_runs_by_recipe_name(tmp_path, tiny_dir):
     assert main(["compare", str(tmp_path / "r0"), str(tmp_path / "r1"), "--out", str(tmp_path / "cmp")]) == 0
     s = json.loads((tmp_path / "cmp/summary.json").read_text())
     assert list(s["summary"]) == ["demo"] and s["summary"]["demo"]["seeds"] == [0, 1]
+
+
+def test_compare_groups_seeds_by_whole_config_and_never_calls_a_repeat_a_seed(tmp_path):
+    """Runs are seeds of one method only when their configurations differ in nothing but the seed;
+    another setting under the same name is another method; the same seed twice is a repeat."""
+    import yaml
+
+    from groupo.cli import _group_seeds
+
+    def run(name, **cfg):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.yaml").write_text(yaml.safe_dump({"name": "grpo", "seed": 0, "train": {"lr": 1e-6}, **cfg}))
+        return d
+
+    a, b = run("a"), run("b", seed=1)
+    c = run("c", seed=2, train={"lr": 1e-5})        # same recipe name, another learning rate
+    again = run("again")                             # seed 0 again, same settings
+    out = _group_seeds([a, b, c, again])
+    labels = [label for label, _, _ in out]
+    assert labels[0] == labels[1] and labels[0].startswith("grpo [")      # a, b: seeds 0, 1 of one method
+    assert labels[2] != labels[0] and labels[2].startswith("grpo [")      # c: another method
+    assert labels[3] != labels[0] and "repeat of a" in labels[3]
+    assert [seed for _, seed, _ in out] == [0, 1, 2, 0]
+    assert [label for label, _, _ in _group_seeds([a, b])] == ["grpo", "grpo"]    # one variant: the plain name

@@ -124,8 +124,11 @@ def apply_overrides(data: dict, overrides: list) -> dict:
                 node = node.setdefault("rewards", [])
                 continue
             if isinstance(node, list):
+                if p.isdigit() and int(p) == len(node):      # one past the end: a new entry (rewards.1.name=format)
+                    node.append({})
                 if not p.isdigit() or int(p) >= len(node):
-                    raise ConfigError(f"override '{text}': no list entry '{p}' (have {len(node)})")
+                    raise ConfigError(f"override '{text}': no list entry '{p}' (have {len(node)}; "
+                                      f"{len(node)} adds one)")
                 node = node[int(p)]
                 continue
             nxt = node.get(p)

@@ -17,10 +17,10 @@ class ModelCfg:
     device: Literal["auto", "cpu", "cuda"] = "auto"   # auto: cuda when available
     threads: int = 0               # torch CPU threads; 0 = one per available core (max 8)
     lora_r: int = 0                # LoRA rank (0 = full fine-tuning); needs peft (groupo[lora])
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
+    lora_alpha: float = 16.0        # LoRA scaling numerator (scale = alpha / r)
+    lora_dropout: float = 0.0       # dropout on the LoRA branch
     lora_targets: str = "all-linear"   # or comma-separated module names, e.g. q_proj,v_proj
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False   # recompute activations in backward (less memory, ~30% slower)
     autocast: Literal["none", "bfloat16"] = "none"   # mixed precision (forward, backward, own sampler)
     cpu_gemm: Literal["auto", "onednn", "torch"] = "auto"   # float32 CPU products through oneDNN where faster (model/gemm.py)
 
@@ -30,22 +30,22 @@ class GenerationCfg:
     group_size: int = 8            # G, completions per prompt
     prompts_per_step: int = 16     # P, prompts per optimizer step (before filtering)
     max_new_tokens: int = 32       # L_max
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float = 1.0       # sampling temperature (0 = greedy: a group's completions are identical)
+    top_p: float = 1.0             # nucleus sampling (1 = off)
     top_k: int = 0                 # 0 = off
     seed_per_prompt: bool = False  # seed each prompt's sampling from (seed, step, index); forced on with >1 process
 
 
 @dataclass
 class TrainCfg:
-    steps: int = 100
-    lr: float = 1e-6
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    steps: int = 100               # optimizer steps (one generated batch each; x num_iterations updates)
+    lr: float = 1e-6               # AdamW learning rate
+    weight_decay: float = 0.0      # AdamW decoupled weight decay
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])   # AdamW (beta1, beta2)
     adam_eps: float = 1e-8         # AdamW epsilon (TRL's adam_epsilon)
     grad_clip: float = 1.0         # 0 = off
     schedule: Literal["constant", "linear", "cosine"] = "constant"   # learning-rate schedule after warmup
-    warmup_steps: int = 0
+    warmup_steps: int = 0          # linear warmup of the learning rate over these steps
     micro_batches: int = 1         # the step's rows are split into this many forward/backward passes
     num_iterations: int = 1        # mu: optimizer updates per generated batch (old log-probs stored)
     max_nonfinite: int = 3         # consecutive non-finite losses/gradients tolerated (step skipped)
@@ -58,11 +58,11 @@ class EvalCfg:
     n: int = 0                     # eval items (0 = all of the task's eval split)
     samples: int = 1               # completions per item (pass@k / maj@k need > 1)
     temperature: float = 0.0       # 0 = greedy
-    ks: list[int] = field(default_factory=lambda: [1])
+    ks: list[int] = field(default_factory=lambda: [1])   # k values of pass@k / maj@k (each <= samples)
     before: bool = True            # evaluate before training
     after: bool = True             # evaluate after training
     every: int = 0                 # also evaluate every k steps (0 = off)
-    batch_size: int = 64
+    batch_size: int = 64           # completions generated per evaluation batch
 
 
 @dataclass
@@ -73,7 +73,7 @@ class CheckpointCfg:
 
 @dataclass
 class LogCfg:
-    tensorboard: bool = True
+    tensorboard: bool = True       # TensorBoard event files in RUN/tb
     progress: bool = True          # rich progress bar
     line_every: int = 10           # print a short line every k steps (0 = off)
 
@@ -83,10 +83,10 @@ class WarmstartCfg:
     """Supervised warm start before RL (the demo uses it so a random model learns the
     answer format). steps=0 disables it."""
 
-    steps: int = 0
-    lr: float = 1e-3
-    batch_size: int = 32
+    steps: int = 0                 # supervised steps before RL (0 = no warm start)
+    lr: float = 1e-3               # AdamW learning rate of the warm start
+    batch_size: int = 32           # items per supervised step
     levels: list[int] = field(default_factory=list)   # task levels used for SFT (empty = task's own)
     target: str = "<answer>{answer}</answer>"         # completion the model is taught
     stop_at_accuracy: float = 0.0  # stop early once dev accuracy reaches this (0 = never)
-    check_every: int = 50
+    check_every: int = 50          # steps between dev-accuracy checks (with stop_at_accuracy)

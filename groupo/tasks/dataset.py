@@ -3,8 +3,9 @@
 ``path`` is a JSONL/JSON file, a parquet or CSV file, a ``datasets`` ``save_to_disk`` directory,
 or a Hugging Face Hub dataset id (``subset``, ``split``). The prompt column (``prompt_key``,
 default ``prompt``) holds a string or a list of chat messages (TRL's conversational format); the
-gold answer column (``answer_key``) is what the ``correct`` reward checks (``answer_key=""``: no
-gold column, for reward functions that read other columns). Every column reaches reward
+gold answer column (``answer_key``; ``auto``: the first of ``ANSWER_KEYS`` the data has, else none)
+is what the ``correct`` reward and evaluation check (``answer_key=""``: no gold column, for reward
+functions that read other columns). Every column reaches reward
 functions under its own name. The eval set: ``eval_path`` (same forms), else ``eval_split`` of the
 same dataset (e.g. ``test``), else a seeded ``eval_fraction`` split.
 
@@ -24,6 +25,7 @@ from .base import TaskError
 from .jsonl import json_object, read_lines
 from .rows import RowTask
 
+ANSWER_KEYS = ("answer", "solution", "ground_truth", "target", "final_answer")   # TRL datasets' usual names
 FILE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".arrow": "arrow"}
 
 
@@ -111,7 +113,7 @@ class Dataset(RowTask):
     subset: str = ""
     eval_split: str = ""
     prompt_key: str = "prompt"
-    answer_key: str = "answer"
+    answer_key: str = "auto"
     group_key: str = ""
     kind: Kind = "math"
 
@@ -122,8 +124,10 @@ class Dataset(RowTask):
             rows = [(f"{path} row {i}", r) for i, r in enumerate(read_rows(path, split or self.split, self.subset))]
         if not rows:
             raise TaskError(f"{path}: no rows")
-        return [self.item(where, row, self.prompt_key, self.answer_key, self.group_key, self.kind)
-                for where, row in rows]
+        answer = self.answer_key
+        if answer == "auto":
+            answer = next((k for k in ANSWER_KEYS if k in rows[0][1]), "")
+        return [self.item(where, row, self.prompt_key, answer, self.group_key, self.kind) for where, row in rows]
 
     def _held_out(self, rows):
         if self.eval_path:
@@ -133,9 +137,9 @@ class Dataset(RowTask):
         return None
 
     def check_config(self, cfg) -> None:
-        if not self.answer_key and any(c.component_name == "correct" for c in cfg.rewards.components):
-            raise ValueError("reward 'correct' checks task.answer_key, which is empty; name the gold answer column "
-                             "(task.answer_key=solution) or use your own reward function")
+        if not self._splits[0][0].answer and any(c.component_name == "correct" for c in cfg.rewards.components):
+            raise ValueError(f"reward 'correct' needs a gold answer column, and {self.path} has none of "
+                             f"{', '.join(ANSWER_KEYS)} (task.answer_key names it); or use your own reward function")
 
     def describe(self) -> str:
         train, held = self._splits
