@@ -107,3 +107,34 @@ def test_list_overrides_append_with_plus_equals():
     out = apply_overrides(base, ["rewards+={name: format, weight: 0.1}", "plugins+=[a.py, b.py]"])
     assert out["rewards"] == [{"name": "correct"}, {"name": "format", "weight": 0.1}]
     assert out["plugins"] == ["a.py", "b.py"] and base == {"rewards": [{"name": "correct"}]}
+
+
+def test_every_key_is_documented_and_listed(capsys, monkeypatch):
+    """groupo list config: every plain key with its type, default and a line of help taken from the
+    dataclass that validates it; groupo list train: one section; a typo: one line with a hint."""
+    from groupo.cli import main
+    from groupo.config import PLAIN_SECTIONS
+    from groupo.config.describe import section_rows
+
+    monkeypatch.setenv("COLUMNS", "250")         # a wide terminal: rich does not cut the cells
+    for section, cls in PLAIN_SECTIONS.items():
+        for key, typ, default, help_ in section_rows(section, cls):
+            assert help_, f"{key} has no help comment in groupo/config/sections.py"
+    assert main(["list", "train"]) == 0
+    out = capsys.readouterr().out
+    assert "train.lr" in out and "AdamW learning rate" in out and "generation.group_size" not in out
+    assert main(["list", "config"]) == 0
+    out = capsys.readouterr().out
+    assert all(k in out for k in ("model.path", "rollout.name", "forward.logprob_chunk", "plugins", "list[int]"))
+    assert main(["list", "trian"]) == 2 and "did you mean 'train'" in capsys.readouterr().err
+
+
+def test_a_hub_model_id_offline_and_uncached_is_one_line(tmp_path, capsys, monkeypatch):
+    from groupo.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rc = main(["train", "grpo", "--out", str(tmp_path / "r"), "model.path=someone/not-a-cached-model"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "nor in the Hugging Face cache, and offline mode is on" in err
+    rc = main(["train", "grpo", "--out", str(tmp_path / "r"), "model.path=./no/such/dir"])
+    assert rc == 2 and "model directory './no/such/dir' does not exist" in capsys.readouterr().err

@@ -132,12 +132,14 @@ def _load(run: Run, last) -> None:
         run.results = ckpt.read_eval(run.run_dir)
 
 
-def _model_dir(cfg) -> Path:
-    path = Path(cfg.model.path)
-    if cfg.model.tiny and not (path / "config.json").exists():
+def _model_dir(cfg) -> str:
+    """``model.path`` as given (a directory or a Hub id; './x' stays a directory), the offline tiny
+    model built there first when asked."""
+    path = cfg.model.path
+    if cfg.model.tiny and not (Path(path) / "config.json").exists():
         from ..model.tiny import build_tiny
 
-        build_tiny(path, seed=cfg.seed)
+        build_tiny(Path(path), seed=cfg.seed)
     return path
 
 
@@ -199,7 +201,7 @@ def _adapt(run: Run) -> None:
     if is_lora(model):                          # base weights through the same modules, no copy
         ref = AdapterOff(model)
     else:
-        ref_dir = run.run_dir / "init" if (run.run_dir / "init").exists() else Path(mc.path)
+        ref_dir = run.run_dir / "init" if (run.run_dir / "init").exists() else mc.path
         ref = load_model(ref_dir, mc.dtype, run.device).eval().requires_grad_(False)
         gemm.install(ref)
     run.ref = Policy(ref, cfg.forward, run.policy.autocast)
