@@ -147,7 +147,8 @@ def validate(data: dict) -> Config:
 
 
 def _absolute_paths(data: dict) -> dict:
-    """Relative paths that exist (model.path, task.path / task.*_path, rewards[i].path) made
+    """Relative paths that exist (model.path / tokenizer, task.path / task.*_path, rewards[i].path /
+    tokenizer) made
     absolute, so a run directory's config.yaml works from any directory (Hub ids stay as given)."""
     data = copy.deepcopy(data)
 
@@ -164,6 +165,9 @@ def _absolute_paths(data: dict) -> dict:
     for spec in data.get("rewards") or []:
         if isinstance(spec, dict):
             fix(spec, "path")
+            fix(spec, "tokenizer")
+    if isinstance(data.get("model"), dict):
+        fix(data["model"], "tokenizer")
     return data
 
 
@@ -255,6 +259,11 @@ def _check_values(cfg: Config) -> None:
     need(m.path or m.tiny, "model.path is required (a local Hugging Face model directory or a Hub id), "
                            "e.g. model.path=./my-model or model.path=Qwen/Qwen2.5-0.5B-Instruct")
     need(cfg.checkpoint.every >= 0 and cfg.checkpoint.keep >= 1, "checkpoint.every must be >= 0 and checkpoint.keep >= 1")
+    lc = cfg.log
+    need(lc.completions_every >= 0 and lc.completions_max_chars >= 0 and lc.completions_per_step >= 1 and lc.warn_every >= 1,
+         f"log.completions_every and log.completions_max_chars must be >= 0, log.completions_per_step and "
+         f"log.warn_every >= 1; got {lc.completions_every}, {lc.completions_max_chars}, {lc.completions_per_step}, "
+         f"{lc.warn_every}")
     for comp in cfg.components.values():   # components that depend on other sections
         try:
             comp.check_config(cfg)
