@@ -127,7 +127,9 @@ def cmd_list(args) -> int:
     console = _console()
     what = args.axis
     if what == "config" or what in PLAIN_SECTIONS:
-        return _list_config(console, [what] if what in PLAIN_SECTIONS else list(PLAIN_SECTIONS))
+        from .config.describe import print_config
+
+        return print_config(console, [what] if what in PLAIN_SECTIONS else list(PLAIN_SECTIONS))
     if what is not None and what not in AXES:
         valid = ["config", *PLAIN_SECTIONS, *AXES]
         raise ConfigError(f"unknown axis or section '{what}'{closest(what, valid)}; valid: {', '.join(valid)}")
@@ -142,38 +144,6 @@ def cmd_list(args) -> int:
         sections = ", ".join(f"{s} ({a})" if s != a else s for s, (a, _) in COMPONENT_SECTIONS.items())
         console.print("recipes: " + ", ".join(recipe_names()))
         console.print(f"recipe sections naming a component: {sections}; the other keys: groupo list config")
-    return 0
-
-
-def _list_config(console, sections) -> int:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from .config import COMPONENT_SECTIONS, PLAIN_SECTIONS, SCALARS
-    from .config.describe import component_rows, section_rows
-
-    table = Table(title="groupo configuration keys (key=value on the command line; sections in a recipe)")
-    for col in ("key", "type", "default", "meaning"):
-        table.add_column(col)
-    add = table.add_row
-    table.add_row = lambda *cells: add(*(escape(str(c)) for c in cells))     # "list[int]" is not markup
-    if len(sections) > 1:
-        for key, (typ, default) in SCALARS.items():
-            table.add_row(key, typ.__name__, repr(default), {"name": "run name (default run directory runs/<name>)",
-                          "seed": "seed of every random draw", "out": "run directory", "description": "free text"}[key])
-    for section in sections:
-        for row in section_rows(section, PLAIN_SECTIONS[section]):
-            table.add_row(*row)
-    if len(sections) > 1:
-        for section, (axis, default) in COMPONENT_SECTIONS.items():
-            for row in component_rows(section, axis, default):
-                table.add_row(*row)
-        table.add_row("rewards", "list", "[{name: correct, weight: 1.0}]",
-                      "reward functions: {name, weight, label, parameters}; groupo list reward")
-        table.add_row("plugins", "list[str]", "[]", "Python files registering your own components")
-    console.print(table)
-    if len(sections) > 1:
-        console.print("component sections show their default component; other components: groupo list AXIS")
     return 0
 
 
@@ -198,45 +168,15 @@ def cmd_compare(args) -> int:
                       f"{w.get('group', '-')}: {fmt(w.get('accuracy'))}" if w else "-")
         cells.append(Path(run))
     _console().print(table)
-    cells = _group_seeds(cells)
+    from .eval.study_report import group_seeds
+
+    cells = group_seeds(cells)
     if args.out:
         from .eval.study_report import write_study
 
         write_study(Path(args.out), cells, "Comparison of runs", "runs: " + ", ".join(args.runs))
         _console().print(f"summary, plots and report: {args.out}/summary.md, {args.out}/report.html")
     return 0
-
-
-def _group_seeds(runs: list[Path]) -> list[tuple[str, int, Path]]:
-    """(label, seed, run) per run: runs are seeds of one method when their whole configurations
-    agree except for the seed (and name, output directory, description). Two runs with the same
-    configuration and the same seed are repeats, not seeds: each gets a label of its own, so no
-    interval is drawn over them."""
-    import hashlib
-
-    import yaml
-
-    def config(run: Path) -> dict:
-        try:
-            return yaml.safe_load((run / "config.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            return {}
-
-    raw = {r: config(r) for r in runs}
-    keys = {r: hashlib.blake2b(json.dumps({k: v for k, v in raw[r].items() if k not in
-                                           ("seed", "name", "out", "description")}, sort_keys=True,
-                                          default=str).encode(), digest_size=3).hexdigest() for r in runs}
-    names = {r: str(raw[r].get("name") or r.name) for r in runs}
-    out, seen = [], {}
-    for r in runs:
-        variants = {keys[x] for x in runs if names[x] == names[r]}
-        label = names[r] if len(variants) == 1 else f"{names[r]} [{keys[r]}]"     # same name, other settings
-        seed = int(raw[r].get("seed") or 0)
-        while (label, seed) in seen:
-            label = f"{label} (repeat of {seen[(label, seed)].name})"            # same seed twice: not a seed
-        seen[(label, seed)] = r
-        out.append((label, seed, r))
-    return out
 
 
 def cmd_export(args) -> int:
@@ -389,6 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:        # a collective that another process never joined (torchrun)
+        from .train.dist import stalled
+
+        line = stalled(e)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -87,6 +87,12 @@ class Filter(Component, Protocol):
 
     def __call__(self, batch: Batch) -> torch.Tensor: ...
 
+    def signal(self, batch: Batch) -> torch.Tensor:
+        """The per-row values [N] whose being equal within a group makes it a zero-variance group
+        (the ``zero_var/frac`` metric): the filter's own signal, by default the rewards (equal
+        rewards give a group-relative advantage of 0)."""
+        return batch.rewards
+
 
 @runtime_checkable
 class Objective(Component, Protocol):

@@ -20,7 +20,8 @@ class Item:
     question: the plain question text (a template turns it into the model prompt).
     answer:   the gold answer as a string (checked by ``kind``).
     group:    a label used by evaluation to report per-group accuracy (e.g. "n=4").
-    kind:     the checker for ``groupo.verify``: number, math, choice, countdown, lego, exact.
+    kind:     the checker for ``groupo.verify``: number, math, choice, countdown, lego, exact,
+              reasoning_gym (scored from ``meta``, groupo.tasks.reasoning_gym).
     meta:     dataset columns, passed to user reward functions as keyword arguments.
     messages: a conversational prompt (TRL's format): ({"role": ..., "content": ...}, ...),
               rendered with the tokenizer's chat template; ``question`` is then its text.

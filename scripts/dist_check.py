@@ -7,7 +7,8 @@ difference exceeds the tolerance (1e-5). Cases cover the batch-level statistics 
 be computed over all ranks: GDPO batch normalisation, DAPO's global token mean (with the
 zero-variance refill deciding on global counts), DGPO valid-token normalisation and
 question weights, old log-probs gathered for num_iterations=2 with a KL reference, and
-R³ replay state.
+R³ replay state; and the same with the model sharded by FSDP2 (``train.parallel=fsdp``), including
+a step where one rank has no prompt (it runs zero-weight passes to keep the collectives in step).
 """
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ CASES = {
     "dgpo": ["advantage.name=dgpo", "weighting.name=dgpo_dqw", "aggregation.name=dgpo_token_mean"],
     "iters2_kl": ["train.num_iterations=2", "kl.name=k3", "kl.coef=0.05"],
     "r3": ["replay.name=r3", "shaping.name=entropy_rank"],
+    # FSDP2 (train/fsdp.py): the 2-process run shards the model; the 1-process run is the plain one
+    "fsdp_grpo": ["train.parallel=fsdp"],
+    "fsdp_dapo_refill": ["train.parallel=fsdp", "aggregation.name=token_mean", "filter.name=zero_variance",
+                         "filter.refill=true", "filter.max_rounds=2", "objective.eps_high=0.28"],
+    "fsdp_iters2_kl": ["train.parallel=fsdp", "train.num_iterations=2", "kl.name=k3", "kl.coef=0.05"],
+    "fsdp_rank_without_rows": ["train.parallel=fsdp", "generation.prompts_per_step=1"],   # rank 1 has no prompt
 }
 
 

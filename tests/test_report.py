@@ -133,3 +133,39 @@ def test_write_report_empty_run(tmp_path):
     run.mkdir()
     doc = write_report(run).read_text()
     assert "No data to plot" in doc and "(no config.yaml)" in doc and "<script" not in doc
+
+
+def _completion_rows():
+    rows = []
+    for step in (1, 5, 9):
+        for g in range(2):
+            for j in range(3):
+                rows.append({"step": step, "group": g, "prompt": f"P{step}-{g} " + "x" * 400 + f" question {g}",
+                             "completion": (HOSTILE if j == 0 else f"answer {step}.{g}.{j}") + "y" * 900,
+                             "rewards": {"correct": float(j == 1), "fmt": None}, "reward": float(j == 1),
+                             "advantage": None if g else 0.5 - j * 0.25, "trained": not g})
+    return rows
+
+
+def test_report_shows_sampled_completions_of_first_and_last_step(tmp_path):
+    run = _make_run(tmp_path, hostile=False)
+    (run / "completions.jsonl").write_text("\n".join(json.dumps(r) for r in _completion_rows()) + "\n")
+    doc = write_report(run).read_text()
+    section = doc[doc.index("<h2>Sampled completions</h2>"): doc.index("<h2>Last metrics row")]
+    assert "18 rows logged over 3 steps" in section
+    assert "<h3>Step 1</h3>" in section and "<h3>Step 9</h3>" in section and "Step 5" not in section
+    assert "<script" not in doc.lower() and html_escaped(HOSTILE) in section     # escaped
+    assert "answer 1.0.1" in section and "answer 9.0.2" in section                 # 4 rows a step: group 0, then 1
+    assert "answer 1.1.1" not in section and "question 1" in section               # the 5th row is not shown
+    assert "question 0" in section and "P1-0" not in section                        # prompt: its end, cut
+    assert "y" * 600 not in section and "y" * 500 in section                        # completion: cut
+    assert "advantage 0.25" in section and "trained" in section and "not trained" in section
+    assert "correct 1" in section and "fmt –" in section                            # None shown as a dash
+    assert section.count('class="c p"') == 4                                        # each group's prompt once
+
+
+def test_report_without_completions_has_no_section(tmp_path):
+    run = _make_run(tmp_path, hostile=False)
+    assert "Sampled completions" not in write_report(run).read_text()
+    (run / "completions.jsonl").write_text("")
+    assert "Sampled completions" not in write_report(run).read_text()

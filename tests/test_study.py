@@ -84,7 +84,7 @@ def test_compare_groups_seeds_by_whole_config_and_never_calls_a_repeat_a_seed(tm
     another setting under the same name is another method; the same seed twice is a repeat."""
     import yaml
 
-    from groupo.cli import _group_seeds
+    from groupo.eval.study_report import group_seeds as _group_seeds
 
     def run(name, **cfg):
         d = tmp_path / name

@@ -43,9 +43,11 @@ class ZeroVariance(Filter):
         if self.max_rounds < 0:
             raise ValueError("max_rounds must be >= 0")
 
+    def signal(self, batch: Batch) -> torch.Tensor:
+        return batch.rewards if self.metric == "reward" or batch.correct is None else batch.correct
+
     def __call__(self, batch: Batch) -> torch.Tensor:
-        x = batch.rewards if self.metric == "reward" or batch.correct is None else batch.correct
-        return ~ops.all_equal(x.to(torch.float64), batch.group)
+        return ~ops.all_equal(self.signal(batch).to(torch.float64), batch.group)
 
 
 @register("filter", "all_correct")

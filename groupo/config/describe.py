@@ -54,3 +54,35 @@ def component_rows(section: str, axis: str, name: str) -> list[tuple[str, str, s
         shown = "(required)" if default is dataclasses.MISSING else repr(default)
         rows.append((f"{section}.{key}", type_name(typ), shown, helps.get(key, "")))
     return rows
+
+
+def print_config(console, sections) -> int:
+    """The ``groupo list config`` table (``sections``: the plain sections to show; all: also the rest)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from . import COMPONENT_SECTIONS, PLAIN_SECTIONS, SCALARS
+
+    table = Table(title="groupo configuration keys (key=value on the command line; sections in a recipe)")
+    for col in ("key", "type", "default", "meaning"):
+        table.add_column(col)
+    add = table.add_row
+    table.add_row = lambda *cells: add(*(escape(str(c)) for c in cells))     # "list[int]" is not markup
+    if len(sections) > 1:
+        for key, (typ, default) in SCALARS.items():
+            table.add_row(key, typ.__name__, repr(default), {"name": "run name (default run directory runs/<name>)",
+                          "seed": "seed of every random draw", "out": "run directory", "description": "free text"}[key])
+    for section in sections:
+        for row in section_rows(section, PLAIN_SECTIONS[section]):
+            table.add_row(*row)
+    if len(sections) > 1:
+        for section, (axis, default) in COMPONENT_SECTIONS.items():
+            for row in component_rows(section, axis, default):
+                table.add_row(*row)
+        table.add_row("rewards", "list", "[{name: correct, weight: 1.0}]",
+                      "reward functions: {name, weight, label, parameters}; groupo list reward")
+        table.add_row("plugins", "list[str]", "[]", "Python files registering your own components")
+    console.print(table)
+    if len(sections) > 1:
+        console.print("component sections show their default component; other components: groupo list AXIS")
+    return 0

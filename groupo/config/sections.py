@@ -73,9 +73,15 @@ class CheckpointCfg:
 
 @dataclass
 class LogCfg:
-    tensorboard: bool = True       # TensorBoard event files in RUN/tb
+    tensorboard: bool = True       # TensorBoard event files in RUN/tb (also written when report_to lists tensorboard)
     progress: bool = True          # rich progress bar
     line_every: int = 10           # print a short line every k steps (0 = off)
+    report_to: list[Literal["tensorboard", "wandb", "trackio", "mlflow"]] = field(default_factory=list)   # tracking services that also get each step's metrics (groupo[wandb] etc.)
+    project: str = "groupo"        # wandb/trackio project, mlflow experiment of report_to (the run is called `name`)
+    warn_every: int = 10           # a step that trains no row prints its reason at most once every k steps
+    completions_every: int = 1     # sample completions into RUN/completions.jsonl at step 1 and every k steps (0 = off)
+    completions_per_step: int = 8  # rows sampled per logged step: the step's first groups, whole (filtered-out rows included)
+    completions_max_chars: int = 2000   # characters kept of each prompt (its end) and completion (its start); 0 = all
 
 
 @dataclass

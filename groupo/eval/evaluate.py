@@ -1,6 +1,7 @@
 """Held-out evaluation: generate on the task's eval split and score with ``verify``.
 
-Returns ``summarize`` output (accuracy, pass@k, maj@k, per-group and worst-group
+Items are scored with ``verify_item`` (answer, kind and meta: reasoning-gym items need their
+meta). Returns ``summarize`` output (accuracy, pass@k, maj@k, per-group and worst-group
 accuracy). Greedy by default; with ``samples > 1`` and temperature > 0 it estimates
 pass@k with the unbiased estimator.
 """
@@ -10,7 +11,7 @@ import torch
 
 from ..prompts.render import render
 from ..rewards.extract import extract_answer
-from ..rewards.verify import verify
+from ..rewards.verify import verify_item
 from ..rollout import generate
 from .metrics import summarize
 
@@ -18,7 +19,7 @@ from .metrics import summarize
 def evaluate(model, tokenizer, items, template, eos_ids, max_new_tokens: int, samples: int = 1,
              temperature: float = 0.0, ks=(1,), batch_size: int = 64, seed: int = 0,
              top_p: float = 1.0, top_k: int = 0, return_records: bool = False, autocast=None):
-    """Greedy (or sampled) completions for ``items``, checked with ``verify``; ``autocast``: the
+    """Greedy (or sampled) completions for ``items``, checked with ``verify_item``; ``autocast``: the
     compute dtype training samples with (None: the weights' dtype)."""
     was_training = model.training
     model.eval()
@@ -35,7 +36,7 @@ def evaluate(model, tokenizer, items, template, eos_ids, max_new_tokens: int, sa
                 texts = roll.texts[j * samples:(j + 1) * samples]
                 records.append({
                     "group": it.group,
-                    "correct": [verify(t, it.answer, it.kind) >= 1.0 for t in texts],
+                    "correct": [verify_item(t, it) >= 1.0 for t in texts],
                     "answers": [extract_answer(t, "auto") for t in texts],
                     "question": it.question, "gold": it.answer, "completion": texts[0],
                 })

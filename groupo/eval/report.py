@@ -2,7 +2,8 @@
 
 Layout read: ``RUN/metrics.jsonl`` (one JSON object per training step, any key may be
 missing or null), ``RUN/eval.json`` (``{"before": summary, "after": summary, "model",
-"task"}``, summaries from ``groupo.eval.metrics.summarize``), ``RUN/config.yaml``.
+"task"}``, summaries from ``groupo.eval.metrics.summarize``), ``RUN/config.yaml`` and, when
+present, ``RUN/completions.jsonl`` (sampled completions, groupo/train/completions.py).
 Written: ``RUN/plots/*.png`` and ``RUN/report.html``. Figures use matplotlib's Agg
 canvas directly (no pyplot global state); the HTML embeds the PNGs as base64 data
 URIs with inline CSS, no scripts and no external references, and every string taken
@@ -220,6 +221,8 @@ table{border-collapse:collapse;margin:8px 0 20px}th,td{padding:4px 12px;border-b
 text-align:right}th:first-child,td:first-child{text-align:left}th{background:#f5f7fa}
 .up{color:#1a7f37}.down{color:#c62828}img{max-width:100%;border:1px solid #e4e7eb;margin:6px 0}
 pre{background:#f5f7fa;padding:12px;overflow-x:auto;font-size:13px}
+pre.c{white-space:pre-wrap;margin:4px 0 4px 16px;padding:6px 10px}pre.p{color:#616e7c}
+.meta{color:#616e7c;font-size:13px;margin:2px 0 0 16px}
 """
 
 
@@ -291,6 +294,42 @@ def _fmt(v: Any) -> str:
     return _e(json.dumps(v) if isinstance(v, (dict, list)) or v is None else v)
 
 
+def _completions(run_dir: Path, per_step: int = 4, prompt_chars: int = 300, text_chars: int = 600) -> str:
+    """A few sampled completions of the first and the last step in completions.jsonl (each
+    prompt once, then its completions with rewards, advantage and whether trained); '' when
+    the file is missing or empty. Texts are escaped and cut."""
+    rows = [r for r in load_metrics(run_dir / "completions.jsonl") if isinstance(r.get("step"), int)]
+    if not rows:
+        return ""
+    steps = sorted({r["step"] for r in rows})
+    parts = ["<h2>Sampled completions</h2>", f"<p>{len(rows)} rows logged over {len(steps)} steps "
+             "(completions.jsonl); the first and the last step:</p>"]
+    for step in dict.fromkeys((steps[0], steps[-1])):
+        parts.append(f"<h3>Step {step}</h3>")
+        group = None
+        for r in [r for r in rows if r["step"] == step][:per_step]:
+            if r.get("group") != group:
+                group = r.get("group")
+                parts.append(f'<pre class="c p">{_e(_cut(r.get("prompt"), prompt_chars, tail=True))}</pre>')
+            rewards = ", ".join(f"{_e(k)} {_val(v)}" for k, v in (r.get("rewards") or {}).items())
+            parts.append(f'<p class="meta">group {_e(group)} · reward {_val(r.get("reward"))} · advantage '
+                         f'{_val(r.get("advantage"))} · {"trained" if r.get("trained") else "not trained"}'
+                         f'{" · " + rewards if rewards else ""}</p>'
+                         f'<pre class="c">{_e(_cut(r.get("completion"), text_chars))}</pre>')
+    return "\n".join(parts)
+
+
+def _val(v: Any) -> str:
+    return "–" if v is None else _fmt(v)
+
+
+def _cut(text: Any, n: int, tail: bool = False) -> str:
+    text = "" if text is None else str(text)
+    if len(text) <= n:
+        return text
+    return "…" + text[-(n - 1):] if tail else text[: n - 1] + "…"
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Regenerate the plots and write ``RUN/report.html`` (self-contained); returns its path."""
     run_dir = Path(run_dir)
@@ -311,6 +350,7 @@ def write_report(run_dir: str | Path) -> Path:
         parts.append(f'<img alt="{_e(p.stem)}" src="data:image/png;base64,{data}">')
     if not plots:
         parts.append("<p>No data to plot.</p>")
+    parts.append(_completions(run_dir))
     parts.append(f"<h2>Last metrics row</h2><p>{len(rows)} steps logged.</p>")
     if rows:
         parts.append(_table(["key", "value"], [[_e(k), _fmt(v)] for k, v in rows[-1].items()]))

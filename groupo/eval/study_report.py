@@ -247,3 +247,36 @@ def _html(title: str, note: str, md: str, plots: list[Path]) -> str:
             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>"
             f"<table>{''.join(rows)}</table><p>Intervals: 95% percentile bootstrap over seeds.</p>{imgs}"
             "</body></html>")
+
+
+def group_seeds(runs: list[Path]) -> list[tuple[str, int, Path]]:
+    """(label, seed, run) per run: runs are seeds of one method when their whole configurations
+    agree except for the seed (and name, output directory, description). Two runs with the same
+    configuration and the same seed are repeats, not seeds: each gets a label of its own, so no
+    interval is drawn over them."""
+    import hashlib
+    import json
+
+    import yaml
+
+    def config(run: Path) -> dict:
+        try:
+            return yaml.safe_load((run / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return {}
+
+    raw = {r: config(r) for r in runs}
+    keys = {r: hashlib.blake2b(json.dumps({k: v for k, v in raw[r].items() if k not in
+                                           ("seed", "name", "out", "description")}, sort_keys=True,
+                                          default=str).encode(), digest_size=3).hexdigest() for r in runs}
+    names = {r: str(raw[r].get("name") or r.name) for r in runs}
+    out, seen = [], {}
+    for r in runs:
+        variants = {keys[x] for x in runs if names[x] == names[r]}
+        label = names[r] if len(variants) == 1 else f"{names[r]} [{keys[r]}]"     # same name, other settings
+        seed = int(raw[r].get("seed") or 0)
+        while (label, seed) in seen:
+            label = f"{label} (repeat of {seen[(label, seed)].name})"            # same seed twice: not a seed
+        seen[(label, seed)] = r
+        out.append((label, seed, r))
+    return out

@@ -2,7 +2,8 @@
 returns one ``float`` or ``None`` (= skip, TRL/open-r1 convention) per completion.
 
 * ``correct``: ``groupo.verify`` of each completion against ``item.answer`` with
-  ``item.kind``; math items are scored in one parallel batch (``math_equal_many``).
+  ``item.kind``; math items are scored in one parallel batch (``math_equal_many``), and so are
+  reasoning-gym items (``rgpool.score_many``, their scorers run only in worker processes).
 * ``format``: 1.0 if ``re.search(pattern, completion, re.DOTALL)`` matches, else 0.0.
   The default ``^\\s*<answer>.+?</answer>\\s*$`` is anchored, so it asks that the whole
   completion be one answer tag (open-r1 ``format_reward`` / TRL ``think_format_reward``
@@ -18,9 +19,9 @@ from functools import cached_property
 from ..protocols import Reward
 from ..registry import register
 from ..types import Item
-from . import mathpool
+from . import mathpool, rgpool
 from .extract import Mode
-from .verify import verify
+from .verify import extract_for, verify
 
 
 def _check_lengths(name: str, completions, items) -> None:
@@ -32,7 +33,8 @@ def _check_lengths(name: str, completions, items) -> None:
 @dataclass(frozen=True)
 class Correct(Reward):
     """Task correctness in [0, 1]; ``extract`` = extraction mode (auto, tag, boxed, hash,
-    last_number; ``auto`` is each kind's default). ``timeout``: math-verify seconds."""
+    last_number; ``auto`` is each kind's default). ``timeout``: seconds per item for math-verify
+    and for reasoning-gym's scorers."""
 
     extract: Mode = "auto"
     timeout: float = 5.0
@@ -47,9 +49,16 @@ class Correct(Reward):
             golds = [str(items[i].answer) for i in math_rows]
             for i, s in zip(math_rows, mathpool.math_equal_many(preds, golds, self.timeout)):
                 out[i] = float(s)
+        rg_rows = [i for i, it in enumerate(items) if it.kind == "reasoning_gym" and "reasoning_gym" in it.meta]
+        if rg_rows:
+            spans = [extract_for(completions[i], "reasoning_gym", self.extract) if isinstance(completions[i], str)
+                     else None for i in rg_rows]
+            for i, s in zip(rg_rows, rgpool.score_many(spans, [items[i].meta for i in rg_rows], self.timeout)):
+                out[i] = float(s)
+        done = set(math_rows) | set(rg_rows)
         for i, (c, it) in enumerate(zip(completions, items)):
-            if it.kind != "math":
-                out[i] = verify(c, it.answer, it.kind, mode=self.extract)
+            if i not in done:
+                out[i] = verify(c, it.answer, it.kind, mode=self.extract, meta=it.meta)
         return out
 
 

@@ -108,10 +108,46 @@ def save_run(run, step: int, snap: dict) -> None:
     """Checkpoint ``step`` of a run (rank 0 writes; every rank waits until it is written)."""
     from . import dist
 
+    if run.sharded:
+        return _save_sharded(run, step, snap)
     if run.main:
         state = {**snap, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(), "step": step}
         path = save(run.run_dir, step, run.model, run.tokenizer, state, run.cfg.checkpoint.keep)
         run.say(f"checkpoint {path}")
+    dist.barrier()
+
+
+def _save_sharded(run, step: int, snap: dict) -> None:
+    """FSDP (train/fsdp.py): the full weights in Hugging Face format (gathered, written by rank 0,
+    for eval and export), and the model and optimizer shards of every rank in ``dcp/``
+    (torch.distributed.checkpoint), in a temporary directory renamed into place when complete."""
+    from . import dist, fsdp
+
+    root = Path(run.run_dir) / "checkpoints"
+    final, tmp = root / f"step_{step}", root / f".tmp_step_{step}_sharded"
+    weights = fsdp.full_state_dict(run.model)                       # every rank takes part
+    if run.main:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".tmp_step_*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+        run.model.save_pretrained(tmp, state_dict=weights)
+        run.tokenizer.save_pretrained(tmp)
+        faults.kill_if("ckpt", step)
+        torch.save({**snap, "scheduler": run.sched.state_dict(), "step": step, "sharded": dist.world()},
+                   tmp / "state.pt")
+    dist.barrier()
+    fsdp.save(tmp / "dcp", run.model, run.opt)
+    dist.barrier()
+    if run.main:
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        for old_step, path in list_checkpoints(run.run_dir)[:-run.cfg.checkpoint.keep]:
+            shutil.rmtree(path, ignore_errors=True)
+        run.say(f"checkpoint {final}")
     dist.barrier()
 
 

@@ -17,6 +17,7 @@ from ..rewards.user import trainer_state
 from ..rollout.base import Rollout, cat_rollouts, completion_ids, empty_rollout, select_rows
 from ..types import Batch
 from . import dist, faults
+from .completions import StepRows
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Collected:
     prompt_correct: list      # [[0/1 per completion] per prompt], aligned with prompt_items
     replayed: torch.Tensor | None = None   # [N] bool, training rows that came from the replay buffer
     owner: torch.Tensor | None = None      # [N] rank that generated each training row (trains on it)
+    seen: StepRows | None = None           # every row generated this step, filtered ones too (completions log)
 
 
 def render_prompts(template, items, tokenizer, step: int, offset: int, questions=None) -> list[str]:
@@ -45,7 +47,7 @@ def collect(run, step: int = 0) -> Collected:
     step_rng, gen = run.step_rng, run.gen
     filt, replay = cfg.filter, cfg.replay if cfg.replay.active else None
     parts, all_items, comps, t_gen, t_score, n_prompts = [], [], [], 0.0, 0.0, 0
-    group_items, replayed_parts, owners, n_reflect = [], [], [], 0
+    group_items, replayed_parts, owners, n_reflect, row_prompts = [], [], [], 0, []
     rounds, need, valid_groups = 0, g.prompts_per_step, 0
     while True:
         items = cfg.sampler(cfg.task, step_rng, need, run.sampler_state)   # the global list, same on every rank
@@ -64,6 +66,7 @@ def collect(run, step: int = 0) -> Collected:
         t_score += time.perf_counter() - t0 - dt_gen
         roll, comp, rep, owner = _gather_round(roll, comp, rep, len(items[mine]), run.tokenizer.pad_token_id)
         row_items = [items[i] for i in roll.group.tolist()]
+        row_prompts += [prompts[i] for i in roll.group.tolist()]
         replayed_parts.append(rep)
         owners.append(owner)
         parts.append(roll)
@@ -91,7 +94,7 @@ def collect(run, step: int = 0) -> Collected:
         kept_groups = torch.unique(roll.group[keep])[: g.prompts_per_step]
         keep &= torch.isin(roll.group, kept_groups)
     rows = keep.nonzero().squeeze(1)
-    metrics = _metrics(full, rewards, cfg.rewards.names, comp)
+    metrics = _metrics(full, rewards, cfg.rewards.names, comp, filt)
     if metrics["reward/skipped"] and dist.is_main():
         print(f"warning: step {step}: {metrics['reward/skipped']} of {full.n} rows had no finite reward "
               f"(NaN, inf or None from every reward); they are not trained", flush=True)
@@ -114,9 +117,10 @@ def collect(run, step: int = 0) -> Collected:
         per_prompt.setdefault(gid, []).append(c)
         first_row.setdefault(gid, i)
     order = sorted(per_prompt)
+    seen = StepRows(row_prompts, roll.texts, roll.group.cpu(), comp, rewards, keep.cpu())
     return Collected(full.select(rows), select_rows(roll, rows), [all_items[i] for i in rows.tolist()], metrics,
                      [all_items[first_row[g]] for g in order], [per_prompt[g] for g in order], replayed[rows],
-                     owner[rows])
+                     owner[rows], seen)
 
 
 def _generate_share(run, items, prompts, sizes, gens, replay, step: int = 0):
@@ -178,9 +182,9 @@ def _correct(run, comp, texts, items) -> torch.Tensor:
     if "correct" in names:
         col = comp[:, names.index("correct")]
         return (torch.nan_to_num(col) >= 1.0).float()
-    from ..rewards.verify import verify
+    from ..rewards.verify import verify_item
 
-    return torch.tensor([float(verify(t, it.answer, it.kind) >= 1.0) for t, it in zip(texts, items)])
+    return torch.tensor([float(verify_item(t, it) >= 1.0) for t, it in zip(texts, items)])
 
 
 def _group_accuracy(items, correct: torch.Tensor) -> dict:
@@ -191,10 +195,14 @@ def _group_accuracy(items, correct: torch.Tensor) -> dict:
     return {f"acc/group/{g}": sum(v) / len(v) for g, v in sorted(sums.items())}
 
 
-def _metrics(b: Batch, rewards: torch.Tensor, names, comp) -> dict:
+def _metrics(b: Batch, rewards: torch.Tensor, names, comp, filt) -> dict:
+    """Metrics over every row generated. ``zero_var/frac``: the fraction of groups whose values
+    of the filter's signal (``filt.signal``: the rewards, or ``correct`` for ``zero_variance``
+    with ``metric: correct``) are all equal, so exactly the groups ``zero_variance`` drops, and
+    without that filter the groups whose equal rewards give a group-relative advantage of 0."""
     finite = torch.isfinite(rewards)
     r = rewards[finite]
-    zero_var = ops.all_equal(torch.nan_to_num(rewards).double(), b.group)
+    zero_var = ops.all_equal(filt.signal(b).double(), b.group)
     n_groups = int(torch.unique(b.group).numel())
     zv_groups = int(torch.unique(b.group[zero_var]).numel())
     m = {"reward/mean": float(r.mean()) if r.numel() else float("nan"),

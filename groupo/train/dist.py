@@ -41,15 +41,31 @@ def _on() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def init_from_env(device: torch.device) -> bool:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+def init_from_env(device: torch.device, timeout_s: float = 600.0) -> bool:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1). ``timeout_s``: how long a
+    collective waits for the other ranks before it fails (``train.pg_timeout``)."""
+    from datetime import timedelta
+
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or _on():
         return _on()
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    torch.distributed.init_process_group(backend=backend)
+    torch.distributed.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     return True
+
+
+def stalled(e: BaseException) -> str | None:
+    """One line for a collective that failed because another rank stopped or timed out, else None."""
+    text = f"{type(e).__name__}: {e}".lower()
+    if not _on() and "torch.distributed" not in text and "gloo" not in text and "nccl" not in text:
+        return None
+    if any(k in text for k in ("timed out", "timeout", "connection closed", "connection reset", "broken pipe",
+                               "peer", "gloo", "nccl")):
+        who = f"rank {os.environ.get('RANK', '?')} of {os.environ.get('WORLD_SIZE', '?')}"
+        return (f"{who}: waiting for the other processes failed ({str(e).splitlines()[0][:160]}); "
+                f"another rank stopped or is stuck (see its log); train.pg_timeout sets how long to wait")
+    return None
 
 
 def local_device(device: torch.device) -> torch.device:

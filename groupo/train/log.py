@@ -1,11 +1,17 @@
-"""Metrics logging: ``metrics.jsonl`` (one JSON object per step, with ``step``),
-TensorBoard event files, a rich progress bar and a short per-step line.
-Components never print; they return metrics that are named here."""
+"""Step logging: ``metrics.jsonl`` (one JSON object per step, with ``step``), TensorBoard event
+files and the ``log.report_to`` services (train/tracking.py), a sample of completions in
+``completions.jsonl`` (train/completions.py), a rich progress bar, a short per-step line and a
+warning for steps that train no row (train/no_signal.py). Components never print; they return
+metrics that are named here."""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+
+from . import tracking
+from .completions import completion_rows, due
+from .no_signal import NoSignalWarning
 
 
 def _clean(v):
@@ -14,15 +20,45 @@ def _clean(v):
     return v
 
 
-class MetricsLogger:
-    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None, console=None):
-        self.path = Path(run_dir) / "metrics.jsonl"
-        self.console = console
+class JsonlFile:
+    """An append-only JSON-lines file of rows with a ``step``: a new run starts it empty, a
+    resumed run keeps its rows up to the resumed step (a line cut by a crash is dropped). The
+    file is created at the first write."""
+
+    def __init__(self, path: Path, resume_step: int | None = None):
+        self.path, self._fh = Path(path), None
         if resume_step is not None and self.path.exists():
             self._truncate(resume_step)
         elif resume_step is None and self.path.exists():
             self.path.unlink()
-        self._fh = self.path.open("a")
+
+    def _truncate(self, step: int) -> None:
+        keep = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+            if row.get("step", 0) <= step:
+                keep.append(line)
+        self.path.write_text("".join(l + "\n" for l in keep), encoding="utf-8")
+
+    def write(self, rows: list[dict]) -> None:
+        if self._fh is None:
+            self._fh = self.path.open("a", encoding="utf-8")
+        self._fh.write("".join(json.dumps(r) + "\n" for r in rows))
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None, console=None):
+        self.file = JsonlFile(Path(run_dir) / "metrics.jsonl", resume_step)
+        self.console = console
         self._tb = None
         if tensorboard:
             try:
@@ -32,28 +68,14 @@ class MetricsLogger:
             except ImportError:  # tensorboard is a dependency, but keep training without it
                 self._tb = None
 
-    def _truncate(self, step: int) -> None:
-        keep = []
-        for line in self.path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
-            if row.get("step", 0) <= step:
-                keep.append(line)
-        self.path.write_text("".join(l + "\n" for l in keep))
-
     def log(self, step: int, metrics: dict) -> None:
-        row = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
-        self._fh.write(json.dumps(row) + "\n")
-        self._fh.flush()
+        self.file.write([{"step": step, **{k: _clean(v) for k, v in metrics.items()}}])
         if self._tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    self._tb.add_scalar(k, v, step)
+            for k, v in tracking.numbers(metrics).items():
+                self._tb.add_scalar(k, v, step)
 
     def close(self) -> None:
-        self._fh.close()
+        self.file.close()
         if self._tb is not None:
             self._tb.close()
 
@@ -98,30 +120,47 @@ class RichProgress:
 
 
 class StepLog:
-    """Where each step's metrics go: metrics.jsonl and TensorBoard (rank 0 only), the progress bar
-    and a short console line every ``log.line_every`` steps."""
+    """Where each step goes: metrics.jsonl, TensorBoard and the report_to services, the sample of
+    completions (files and services: rank 0 only), the progress bar, a short console line every
+    ``log.line_every`` steps and the no-row-trained warning."""
 
     def __init__(self, run, progress=None):
-        cfg = run.cfg
-        self.metrics = MetricsLogger(run.run_dir, cfg.log.tensorboard,
-                                     resume_step=run.start if run.resumed else None) if run.main else None
+        cfg, lc = run.cfg, run.cfg.log
+        resume = run.start if run.resumed else None
+        self.lc, self.names = lc, list(cfg.rewards.names)
+        self.trackers = tracking.start(lc.report_to, lc.project, cfg.name, cfg.raw, run.run_dir) if run.main else []
+        self.metrics = MetricsLogger(run.run_dir, lc.tensorboard or "tensorboard" in lc.report_to,
+                                     resume_step=resume) if run.main else None
+        self.completions = JsonlFile(run.run_dir / "completions.jsonl", resume) if run.main else None
         self.progress = progress if run.main else None
-        self.say, self.every, self.total = run.say, cfg.log.line_every, cfg.train.steps
+        self.say, self.every, self.total = run.say, lc.line_every, cfg.train.steps
+        self.warn = NoSignalWarning(run.say, lc.warn_every, cfg.raw["filter"]["name"])
         if self.progress:
             self.progress.start_train(self.total, run.start)
 
-    def log(self, step: int, m: dict) -> None:
+    def log(self, step: int, m: dict, rows=None) -> None:
+        """Step ``step``'s metrics ``m`` and its rows (``completions.StepRows``, or None)."""
         if self.metrics:
             self.metrics.log(step, m)
+        for t in self.trackers:
+            t.log(step, tracking.numbers(m))
+        if self.completions and rows is not None and due(step, self.lc.completions_every):
+            self.completions.write(completion_rows(step, rows, self.names, self.lc.completions_per_step,
+                                                   self.lc.completions_max_chars))
         if self.progress:
             self.progress.step(step, m)
+        self.warn(step, m)
         if self.every and step % self.every == 0:
             self.say(step_line(step, self.total, m))
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
+        """Close the files and finish the services' runs (``interrupted``: Ctrl-C); idempotent."""
+        tracking.close(self.trackers, interrupted)
+        self.trackers = []
         if self.metrics:
             self.metrics.close()
-            self.metrics = None
+            self.completions.close()
+            self.metrics = self.completions = None
         if self.progress:
             self.progress.stop()
             self.progress = None

@@ -6,7 +6,7 @@
         collect   sample prompts, generate G completions each, reward, filter    train/collect.py
         score     rewards -> advantages -> token weights (pure)                   train/score.py
         optimise  num_iterations x [micro-batched forward/backward, clip, AdamW]  train/update.py
-        log       metrics, console line; checkpoint every k steps
+        log       metrics, completions sample, trackers, console line; checkpoint every k steps
     evaluate after, eval.json (the CLI then writes plots and the report)
 """
 from __future__ import annotations
@@ -20,9 +20,11 @@ from ..eval.evaluate import evaluate
 from . import checkpoint as ckpt
 from . import dist
 from .collect import collect
+from .completions import StepRows
 from .log import StepLog
 from .score import score
 from .setup import Run, TrainingError, setup
+from .no_signal import no_signal
 from .update import optimise, prepare
 
 __all__ = ["train", "train_step", "TrainingError"]
@@ -39,18 +41,18 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     snap, bad_steps, done = ckpt.snapshot(run), 0, run.start
     try:
         for step in range(run.start + 1, t.steps + 1):
-            m = train_step(run, step)                               # collect -> score -> optimise
+            m, rows = train_step(run, step)                         # collect -> score -> optimise
             bad_steps = _nonfinite_streak(m, bad_steps, t.max_nonfinite)
             if cfg.eval.every and step % cfg.eval.every == 0 and step < t.steps and run.main and run.eval_items:
                 m["eval/accuracy"] = _run_eval(run)["accuracy"]
             snap, done, run.dirty = ckpt.snapshot(run), step, False
-            log.log(step, m)                                        # metrics.jsonl, TensorBoard, console
+            log.log(step, m, rows)                                  # metrics, completions, trackers, console
             run.hold.release()          # a Ctrl-C held since the optimizer update is raised here: step saved
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < t.steps:
                 ckpt.save_run(run, step, snap)
     except KeyboardInterrupt:
         run.hold.release(raise_pending=False)
-        log.close()
+        log.close(interrupted=True)
         if run.dirty:
             run.say("[yellow]interrupted during an optimizer update; not saving a half-updated model. "
                     "Resume with --resume from the last checkpoint.[/]")
@@ -71,8 +73,9 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     return run.results
 
 
-def train_step(run: Run, step: int) -> dict:
-    """One step: collect -> score -> optimise; returns the step's metrics."""
+def train_step(run: Run, step: int) -> tuple[dict, StepRows]:
+    """One step: collect -> score -> optimise; returns the step's metrics and every row it
+    generated, with the advantages (for the completions log)."""
     cfg, g = run.cfg, run.cfg.generation
     t0 = time.perf_counter()
     col = collect(run, step)                         # prompts -> rollouts -> rewards -> filter
@@ -83,14 +86,16 @@ def train_step(run: Run, step: int) -> dict:
         scored = score(col.batch, col.rollout.completion_mask, cfg.components, g.max_new_tokens,
                        labels=[it.group for it in col.items], replayed=col.replayed, old_logp=data.old_logp,
                        sampler_logp=col.rollout.sampler_logp, tis_cap=cfg.rollout.tis_cap if tis else 0.0)
+        col.seen.add_scores(scored.advantages, scored.keep)
         m.update(optimise(run, data, scored, step))  # num_iterations x (forward/backward, clip, AdamW)
+    m.update(no_signal(col.seen, g.temperature))     # rows/no_signal: did any row get a non-zero advantage
     cfg.sampler.update(run.sampler_state, col.prompt_items, col.prompt_correct)
     cfg.allocation.update(run.alloc_state, col.prompt_items, col.prompt_correct)
     m["lr"] = run.sched.get_last_lr()[0]
     m.update(_memory(run.device))
     m["time/step"] = time.perf_counter() - t0
     m["tokens_per_s"] = m["tokens/generated"] / max(m["time/step"], 1e-9)
-    return m
+    return m, col.seen
 
 
 def _nonfinite_streak(m: dict, streak: int, limit: int) -> int:

@@ -41,6 +41,14 @@ class StepData:
 
         return StepData(**{f: pick(getattr(self, f)) for f in ROW_FIELDS}, seconds=self.seconds)
 
+    @staticmethod
+    def cat(a: "StepData", b: "StepData") -> "StepData":
+        """The rows of ``a`` then ``b`` (same widths; fields missing in either are dropped)."""
+        def join(x, y):
+            return None if x is None or y is None else torch.cat([x, y.to(x.device)])
+
+        return StepData(**{f: join(getattr(a, f), getattr(b, f)) for f in ROW_FIELDS}, seconds=a.seconds)
+
 
 def micro_slices(n: int, k: int) -> list[slice]:
     """Split n rows into at most k contiguous, nearly equal slices."""

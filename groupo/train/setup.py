@@ -22,8 +22,9 @@ from ..model.policy import Policy
 from ..prompts.render import render
 from ..rollout.base import check_context
 from . import checkpoint as ckpt
-from . import dist
+from . import dist, tracking
 from .interrupt import InterruptHold
+from .no_signal import start_warning
 from .warmstart import warm_start
 
 
@@ -39,6 +40,7 @@ class Run:
     run_dir: Path
     say: Callable = print
     main: bool = True                 # rank 0 (or the only process): speaks and writes
+    sharded: bool = False             # the model is sharded over the processes (train.parallel=fsdp)
     device: Any = None
     threads: int = 1
     policy: Policy | None = None      # the model being trained, with its forward path
@@ -78,6 +80,9 @@ def lr_lambda(t_cfg, total: int):
 def setup(cfg, run_dir: Path, resume: bool = False, say: Callable | None = None, progress=None) -> Run:
     run = Run(cfg, Path(run_dir), say=say or (lambda *a, **k: None))
     _processes(run)
+    tracking.check(cfg.log.report_to)          # wandb/trackio/mlflow not installed: one line, before the model loads
+    if (warning := start_warning(cfg)) is not None:   # group_size=1 or temperature=0: every advantage 0
+        run.say(warning)
     run.eval_items = cfg.task.eval_items()[: cfg.eval.n or None]     # validates task data before any model loads
     last = ckpt.latest(run.run_dir) if resume else None
     if resume and last is None:

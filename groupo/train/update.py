@@ -38,7 +38,7 @@ def prepare(run, col) -> StepData:
     t0 = time.perf_counter()
     if t.num_iterations > 1 or cfg.shaping.needs_logp or tis:
         d.old_logp, ent = _logprobs(run.policy, d, t.micro_batches, _temperature(g),     # [N, T] under pi_old
-                                    with_entropy=cfg.shaping.needs_entropy)
+                                    with_entropy=cfg.shaping.needs_entropy, sharded=run.sharded)
         if ent is not None:
             batch.extra["tok_entropy"] = ent.cpu()
         seq = (d.old_logp * r.completion_mask).sum(1) / r.completion_mask.sum(1).clamp(min=1)
@@ -54,6 +54,7 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
     t0 = time.perf_counter()
     dev = d.completion_ids.device
     d.advantages, d.token_weights = scored.advantages.to(torch.float32).to(dev), scored.token_weights.to(dev)
+    full = d
     if d.mine is not None:      # weights were normalised on the global batch; train on own rows
         d = d.select(d.mine.to(dev))
     skipped_rows = 0
@@ -65,6 +66,8 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
         skipped_rows = d.completion_ids.shape[0] - live.numel()
         if skipped_rows:
             d = d.select(live)
+    if run.sharded:             # FSDP: every rank runs the same number of passes (collectives in each layer)
+        d = pad_rows(d, full, t.micro_batches)
     if run.ref is not None:
         d.ref_logp, _ = logprobs_all(run.ref, d, t.micro_batches, temp)
     m = {**scored.metrics, "rows/zero_adv_skipped": skipped_rows}
@@ -120,13 +123,33 @@ def _merge_rank_metrics(parts: list[dict]) -> dict:
     return out
 
 
-def _logprobs(policy, d: StepData, micro_batches: int, temp: float, with_entropy: bool = False):
+def pad_rows(d: StepData, donor: StepData, k: int) -> StepData:
+    """At least ``k`` rows, so that ``micro_slices`` makes exactly ``k`` passes on every rank: the
+    missing ones are copies of the global batch's first row with token weight 0 (no loss, no
+    gradient). Under FSDP a rank with fewer passes would leave the others waiting in a collective."""
+    n = d.completion_ids.shape[0]
+    if n >= k:
+        return d
+    extra = donor.select(torch.zeros(k - n, dtype=torch.long, device=donor.completion_ids.device))
+    if extra.token_weights is not None:
+        extra.token_weights = torch.zeros_like(extra.token_weights)
+    if extra.advantages is not None:
+        extra.advantages = torch.zeros_like(extra.advantages)
+    return StepData.cat(d, extra)
+
+
+def _logprobs(policy, d: StepData, micro_batches: int, temp: float, with_entropy: bool = False,
+              sharded: bool = False):
     """Old-policy log-probs (and entropies) of every row of the global batch: each process
-    computes its own rows, then they are gathered."""
+    computes its own rows (padded to ``micro_batches`` rows under FSDP), then they are gathered."""
     if d.mine is None:
         return logprobs_all(policy, d, micro_batches, temp, with_entropy=with_entropy)
-    lp, ent = logprobs_all(policy, d.select(d.mine.to(d.completion_ids.device)), micro_batches, temp,
-                           with_entropy=with_entropy)
+    own = d.select(d.mine.to(d.completion_ids.device))
+    n = own.completion_ids.shape[0]
+    if sharded:
+        own = pad_rows(own, d, micro_batches)
+    lp, ent = logprobs_all(policy, own, micro_batches, temp, with_entropy=with_entropy)
+    lp, ent = lp[:n], None if ent is None else ent[:n]
     full = torch.zeros(d.completion_ids.shape, dtype=torch.float32)
     full_ent = torch.zeros_like(full) if with_entropy else None
     for rows, l, e in dist.gather_objects((d.mine.cpu(), lp.cpu(), None if ent is None else ent.cpu())):

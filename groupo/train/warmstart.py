@@ -16,7 +16,7 @@ import torch
 
 from ..model.forward import completion_logprobs
 from ..prompts.render import render
-from ..rewards.verify import verify
+from ..rewards.verify import verify_item
 from ..rollout import generate
 
 
@@ -72,6 +72,6 @@ def dev_accuracy(model, tokenizer, items, template, eos_ids, max_new_tokens) -> 
     try:
         prompts = [render(template, it, tokenizer) for it in items]
         roll = generate(model, tokenizer, prompts, [1] * len(items), max_new_tokens, eos_ids, temperature=0)
-        return sum(verify(t, it.answer, it.kind) >= 1.0 for t, it in zip(roll.texts, items)) / len(items)
+        return sum(verify_item(t, it) >= 1.0 for t, it in zip(roll.texts, items)) / len(items)
     finally:
         model.train()
