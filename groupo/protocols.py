@@ -205,6 +205,11 @@ class RolloutBackend(Component, Protocol):
     def weights_changed(self, model) -> None:
         return None
 
+    def prepare(self, model, autocast: Any = None) -> None:
+        """Called by every process before step 1 (an engine whose creation is a collective must exist
+        on every rank, even one that gets no prompt)."""
+        return None
+
 
 @runtime_checkable
 class Forward(Component, Protocol):

@@ -32,7 +32,10 @@ CASES = {
     "fsdp_dapo_refill": ["train.parallel=fsdp", "aggregation.name=token_mean", "filter.name=zero_variance",
                          "filter.refill=true", "filter.max_rounds=2", "objective.eps_high=0.28"],
     "fsdp_iters2_kl": ["train.parallel=fsdp", "train.num_iterations=2", "kl.name=k3", "kl.coef=0.05"],
-    "fsdp_rank_without_rows": ["train.parallel=fsdp", "generation.prompts_per_step=1"],   # rank 1 has no prompt
+    # one prompt: one rank has no row at all (zero-weight passes keep the collectives in step); and a
+    # step with no row to train anywhere leaves AdamW's state alone, as one process does
+    "rank_without_rows": ["generation.prompts_per_step=1"],
+    "fsdp_rank_without_rows": ["train.parallel=fsdp", "generation.prompts_per_step=1"],
 }
 
 

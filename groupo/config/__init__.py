@@ -256,6 +256,12 @@ def _check_values(cfg: Config) -> None:
     need(all(1 <= k <= e.samples for k in e.ks), f"eval.ks must be between 1 and eval.samples={e.samples}, got {e.ks}")
     need(m.lora_r >= 0 and m.lora_alpha > 0 and 0 <= m.lora_dropout < 1,
          f"model.lora_r must be >= 0, lora_alpha > 0, lora_dropout in [0, 1); got {m.lora_r}, {m.lora_alpha}, {m.lora_dropout}")
+    need(t.pg_timeout > 0, f"train.pg_timeout must be > 0 seconds, got {t.pg_timeout}")
+    if t.parallel == "fsdp":
+        fwd = cfg.components["forward"]
+        need(fwd.component_name in ("auto", "naive") and fwd.logprob_chunk == 0,
+             "train.parallel=fsdp trains through the model's own forward: forward.name must be auto or naive and "
+             "forward.logprob_chunk 0 (Prefix Grouper and chunked log-probs call the decoder and head directly)")
     need(m.path or m.tiny, "model.path is required (a local Hugging Face model directory or a Hub id), "
                            "e.g. model.path=./my-model or model.path=Qwen/Qwen2.5-0.5B-Instruct")
     need(cfg.checkpoint.every >= 0 and cfg.checkpoint.keep >= 1, "checkpoint.every must be >= 0 and checkpoint.keep >= 1")

@@ -51,6 +51,8 @@ class TrainCfg:
     max_nonfinite: int = 3         # consecutive non-finite losses/gradients tolerated (step skipped)
     skip_zero_advantage: bool = True   # rows with advantage 0 (no KL) give no gradient: skip their forward/backward
     top_entropy_quantile: float = 1.0  # < 1: policy loss only on the top-q entropy tokens of each micro-batch (arXiv 2506.01939)
+    parallel: Literal["ddp", "fsdp"] = "ddp"   # several processes: full model per process (ddp) or sharded (fsdp, FSDP2)
+    pg_timeout: float = 600.0      # seconds a process waits for the others in a collective before it stops (torchrun)
 
 
 @dataclass

@@ -86,6 +86,11 @@ class VLLM(RolloutBackend):
         if _ENGINE is not None:
             _ENGINE.dirty = True
 
+    def prepare(self, model, autocast=None) -> None:
+        """Create the engine now, on every rank: with ``external_launcher`` its creation is a
+        collective, so a rank with no prompt at step 1 would otherwise leave the others waiting."""
+        get_engine(model, self, autocast)
+
     def __hash__(self):                   # engine_args is a dict
         return hash((self.gpu_memory_utilization, self.seeded, self.dtype, self.tis_cap))
 

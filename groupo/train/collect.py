@@ -16,7 +16,7 @@ from ..prompts.render import render
 from ..rewards.user import trainer_state
 from ..rollout.base import Rollout, cat_rollouts, completion_ids, empty_rollout, select_rows
 from ..types import Batch
-from . import dist, faults
+from . import dist, faults, fsdp
 from .completions import StepRows
 
 
@@ -61,7 +61,8 @@ def collect(run, step: int = 0) -> Collected:
             gens = dist.prompt_generators(cfg.seed, step, n_prompts + mine.start, len(items[mine]), gen.device)
         n_prompts += len(items)
         t0 = time.perf_counter()
-        roll, comp, rep, dt_gen = _generate_share(run, items[mine], prompts[mine], sizes[mine], gens, replay, step)
+        with fsdp.full_weights(run.model):        # sharded model: gathered once, every rank (even without prompts)
+            roll, comp, rep, dt_gen = _generate_share(run, items[mine], prompts[mine], sizes[mine], gens, replay, step)
         t_gen += dt_gen
         t_score += time.perf_counter() - t0 - dt_gen
         roll, comp, rep, owner = _gather_round(roll, comp, rep, len(items[mine]), run.tokenizer.pad_token_id)

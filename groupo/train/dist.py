@@ -92,9 +92,16 @@ def gather_objects(obj) -> list:
 def all_sum(x: float) -> float:
     if not _on():
         return x
-    t = torch.tensor([float(x)], dtype=torch.float64)
+    t = torch.tensor([float(x)], dtype=torch.float64, device=_comm_device())
     torch.distributed.all_reduce(t)
     return float(t)
+
+
+def _comm_device() -> torch.device:
+    """Where small collective tensors live: nccl only reduces CUDA tensors."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def sum_gradients(params) -> None:
@@ -116,6 +123,15 @@ def sum_gradients(params) -> None:
             n = p.grad.numel()
             p.grad.copy_(flat[i:i + n].view_as(p.grad))
             i += n
+
+
+def any_true(flag: bool) -> bool:
+    """True on every rank when ``flag`` is True on any rank (one all_reduce)."""
+    if not _on():
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def barrier() -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from ..eval.evaluate import evaluate
+from ..eval.metrics import summarize
 from . import checkpoint as ckpt
-from . import dist
+from . import dist, fsdp
 from .collect import collect
 from .completions import StepRows
 from .log import StepLog
@@ -35,19 +36,23 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
     eval.json's content: held-out results ``before`` and ``after`` (and the warm start's)."""
     run = setup(cfg, run_dir, resume, console.print if console is not None else None, progress)
     t = cfg.train
-    if not run.resumed and cfg.eval.before and run.main:
+    if not run.resumed and cfg.eval.before:
         _evaluate(run, "before")
     log = StepLog(run, progress)
     snap, bad_steps, done = ckpt.snapshot(run), 0, run.start
     try:
         for step in range(run.start + 1, t.steps + 1):
+            if dist.world() > 1:
+                run.hold.start()        # several processes: a Ctrl-C waits for the end of the step (below)
             m, rows = train_step(run, step)                         # collect -> score -> optimise
             bad_steps = _nonfinite_streak(m, bad_steps, t.max_nonfinite)
-            if cfg.eval.every and step % cfg.eval.every == 0 and step < t.steps and run.main and run.eval_items:
+            if cfg.eval.every and step % cfg.eval.every == 0 and step < t.steps and run.eval_items:
                 m["eval/accuracy"] = _run_eval(run)["accuracy"]
             snap, done, run.dirty = ckpt.snapshot(run), step, False
             log.log(step, m, rows)                                  # metrics, completions, trackers, console
-            run.hold.release()          # a Ctrl-C held since the optimizer update is raised here: step saved
+            interrupted = run.hold.release(raise_pending=dist.world() == 1)   # a held Ctrl-C: raised here
+            if dist.world() > 1 and dist.any_true(interrupted):      # ... on every rank at once
+                raise KeyboardInterrupt
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < t.steps:
                 ckpt.save_run(run, step, snap)
     except KeyboardInterrupt:
@@ -65,7 +70,7 @@ def train(cfg, run_dir: Path, resume: bool = False, console=None, progress=None)
         log.close()
     if t.steps > run.start or not run.resumed:
         ckpt.save_run(run, t.steps, snap)
-    if cfg.eval.after and run.main:
+    if cfg.eval.after:
         _evaluate(run, "after")
     if run.main:
         ckpt.write_eval(run.run_dir, run.results, cfg)
@@ -111,10 +116,21 @@ def _nonfinite_streak(m: dict, streak: int, limit: int) -> int:
 
 
 def _run_eval(run: Run) -> dict:
-    cfg = run.cfg
-    return evaluate(run.model, run.tokenizer, run.eval_items, cfg.template, run.eos_ids,
-                    cfg.generation.max_new_tokens, cfg.eval.samples, cfg.eval.temperature, cfg.eval.ks,
-                    cfg.eval.batch_size, seed=cfg.seed + 1, autocast=run.policy.autocast)
+    """Held-out evaluation (every rank calls it): with several processes each evaluates its share of
+    the items, with the weights gathered under FSDP, and the records are pooled; greedy decoding
+    (the default) gives the single-process numbers."""
+    cfg, e, w = run.cfg, run.cfg.eval, dist.world()
+    items = run.eval_items[dist.share(len(run.eval_items))] if w > 1 else run.eval_items
+    records = []
+    with fsdp.full_weights(run.model):
+        if items:
+            _, records = evaluate(run.model, run.tokenizer, items, cfg.template, run.eos_ids,
+                                  cfg.generation.max_new_tokens, e.samples, e.temperature, e.ks, e.batch_size,
+                                  seed=cfg.seed + 1 + 1_000_003 * dist.rank(), autocast=run.policy.autocast,
+                                  return_records=True)
+    if w > 1:
+        records = [r for part in dist.gather_objects(records) for r in part]
+    return summarize(records, ks=tuple(k for k in e.ks if k <= e.samples))
 
 
 def _evaluate(run: Run, tag: str) -> None:
@@ -123,6 +139,8 @@ def _evaluate(run: Run, tag: str) -> None:
                 f"(task.eval_fraction=0, or too few rows)[/]")
         return
     run.results[tag] = res = _run_eval(run)
+    if not run.main:
+        return
     run.say(f"held-out accuracy {tag}: {res['accuracy']:.3f} (n={res['n']})")
     ckpt.write_eval(run.run_dir, run.results, run.cfg)
 

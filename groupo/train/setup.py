@@ -19,10 +19,11 @@ from ..model import gemm
 from ..model.load import AdapterOff, add_lora, eos_ids, is_lora, load_model, load_tokenizer, pick_device
 from ..model.logprobs import autocast_dtype
 from ..model.policy import Policy
+from ..registry import build
 from ..prompts.render import render
 from ..rollout.base import check_context
 from . import checkpoint as ckpt
-from . import dist, tracking
+from . import dist, fsdp, tracking
 from .interrupt import InterruptHold
 from .no_signal import start_warning
 from .warmstart import warm_start
@@ -95,6 +96,7 @@ def setup(cfg, run_dir: Path, resume: bool = False, say: Callable | None = None,
     if last is None and cfg.warmstart.steps > 0:
         _warm_start(run, progress)
     _adapt(run)
+    cfg.rollout.prepare(run.model, run.policy.autocast)     # an engine exists on every rank before step 1
     _optimizer(run)
     if last is not None:
         _restore(run, last)
@@ -106,7 +108,7 @@ def _processes(run: Run) -> None:
     cfg = run.cfg
     run.threads = runtime.set_threads(cfg.model.threads)
     run.device = pick_device(cfg.model.device)
-    if dist.init_from_env(run.device):
+    if dist.init_from_env(run.device, cfg.train.pg_timeout):
         run.device = dist.local_device(run.device)
         if cfg.objective.full_batch:
             raise TrainingError(f"objective '{cfg.raw['objective']['name']}' needs the whole batch in one "
@@ -141,18 +143,20 @@ def _model_dir(cfg) -> str:
     """``model.path`` as given (a directory or a Hub id; './x' stays a directory), the offline tiny
     model built there first when asked."""
     path = cfg.model.path
-    if cfg.model.tiny and not (Path(path) / "config.json").exists():
-        from ..model.tiny import build_tiny
+    if cfg.model.tiny:        # built once, by rank 0; the other processes wait for it
+        if dist.is_main() and not (Path(path) / "config.json").exists():
+            from ..model.tiny import build_tiny
 
-        build_tiny(Path(path), seed=cfg.seed)
+            build_tiny(Path(path), seed=cfg.seed)
+        dist.barrier()
     return path
 
 
 def _select_gemm(cfg, device, model) -> str:
     """Pick the float32 CPU product backend (model/gemm.py) once for the run; with several
     processes rank 0's choice holds everywhere. Returns the text for the start-up line."""
-    if device.type != "cpu" or cfg.model.dtype != "float32":
-        gemm.select("torch")
+    if device.type != "cpu" or cfg.model.dtype != "float32" or (cfg.train.parallel == "fsdp" and dist.world() > 1):
+        gemm.select("torch")          # (FSDP: sharded weights go through torch's own products)
         return ""
     local = gemm.select(cfg.model.cpu_gemm, model)
     chosen, r = dist.gather_objects(local)[0], gemm.ratio()
@@ -199,8 +203,14 @@ def _adapt(run: Run) -> None:
         model = add_lora(model, mc.lora_r, mc.lora_alpha, mc.lora_dropout, mc.lora_targets)
     if mc.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    gemm.install(model)
-    run.policy = Policy(model, cfg.forward, run.policy.autocast)
+    run.sharded = cfg.train.parallel == "fsdp" and dist.world() > 1
+    forward, autocast = cfg.forward, run.policy.autocast
+    if run.sharded:        # FSDP2 (train/fsdp.py): bf16 through its mixed-precision policy, the naive forward
+        forward, autocast = build("forward", "naive"), None
+        fsdp.shard(model, run.policy.autocast)
+    else:
+        gemm.install(model)
+    run.policy = Policy(model, forward, autocast)
     if cfg.kl.coef == 0.0:
         return
     if is_lora(model):                          # base weights through the same modules, no copy
@@ -208,8 +218,11 @@ def _adapt(run: Run) -> None:
     else:
         ref_dir = run.run_dir / "init" if (run.run_dir / "init").exists() else mc.path
         ref = load_model(ref_dir, mc.dtype, run.device).eval().requires_grad_(False)
-        gemm.install(ref)
-    run.ref = Policy(ref, cfg.forward, run.policy.autocast)
+        if run.sharded:
+            fsdp.shard(ref, autocast_dtype(mc.autocast))
+        else:
+            gemm.install(ref)
+    run.ref = Policy(ref, forward, autocast)
 
 
 def _optimizer(run: Run) -> None:
@@ -231,7 +244,13 @@ def _restore(run: Run, last) -> None:
     """Optimizer, schedule, generators, component states (and threads, products) of the checkpoint."""
     cfg = run.cfg
     state = ckpt.load_state(last[1])
-    run.opt.load_state_dict(state["optimizer"])
+    if run.sharded:
+        if state.get("sharded") != dist.world():
+            raise TrainingError(f"{last[1]} was written by {state.get('sharded') or 1} process(es) "
+                                f"(train.parallel=fsdp); resume it with the same number")
+        fsdp.load(last[1] / "dcp", run.model, run.opt)
+    else:
+        run.opt.load_state_dict(state["optimizer"])
     run.sched.load_state_dict(state["scheduler"])
     run.step_rng.setstate(state["py_rng"])
     run.gen.set_state(state["gen_rng"])

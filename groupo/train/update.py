@@ -66,7 +66,10 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
         skipped_rows = d.completion_ids.shape[0] - live.numel()
         if skipped_rows:
             d = d.select(live)
-    if run.sharded:             # FSDP: every rank runs the same number of passes (collectives in each layer)
+    # no row to train anywhere: no pass on any rank, no gradient (not zeros: AdamW then leaves its
+    # state alone, as a single process does when it has no row)
+    trains = dist.any_true(d.completion_ids.shape[0] > 0)
+    if run.sharded and trains:  # FSDP: every rank runs the same number of passes (collectives in each layer)
         d = pad_rows(d, full, t.micro_batches)
     if run.ref is not None:
         d.ref_logp, _ = logprobs_all(run.ref, d, t.micro_batches, temp)
@@ -78,7 +81,8 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
         lm = accumulate_loss(run.policy, d, cfg.objective, cfg.kl, t.micro_batches, temp, with_entropy=(it == 0),
                              top_entropy_quantile=t.top_entropy_quantile)
         if dist.world() > 1:    # the sum over ranks of the globally weighted losses = the full-batch gradient
-            dist.sum_gradients(run.model.parameters())
+            if trains and not run.sharded:  # (FSDP sums the gradients in its reduce-scatter)
+                dist.sum_gradients(run.model.parameters())
             lm = _merge_rank_metrics(dist.gather_objects(lm))
         if faults.active("nan_grad", step):
             next(p for p in run.model.parameters() if p.grad is not None).grad.fill_(float("nan"))
@@ -86,6 +90,7 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
             lm["loss"] = float("nan")
         t_opt = time.perf_counter()
         gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
+        gnorm = gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm      # a DTensor under FSDP
         if not (math.isfinite(lm["loss"]) and torch.isfinite(gnorm)):
             skipped += 1       # never apply a non-finite update; the step is counted and reported
             run.opt.zero_grad(set_to_none=True)
