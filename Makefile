@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 # the tests run with at most 2 OpenMP threads per process; the demo decides its own (model.threads=0)
 TEST_THREADS ?= 2
 
-.PHONY: setup demo test test-slow test-dist bench clean
+.PHONY: setup demo test test-slow test-dist bench check-vllm clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,20 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 
 bench: setup $(BENCH_VENV)/.installed
 	$(BIN)/python bench/run.py --trl-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+
+# groupo's vLLM calls against the pinned vLLM's source (no GPU, no venv: the checker is plain Python
+# and never imports vLLM): downloads the wheel without its dependencies (~300 MB), checks that its API
+# equals tests/vllm_api.json (which the CPU tests' fake vllm is built from), then every call in
+# groupo/rollout/vllm.py against it. Another version: `make check-vllm VLLM_VERSION=0.31.0`;
+# re-record the JSON: `make check-vllm VLLM_CHECK_ARGS=--write`.
+VLLM_VERSION ?= $(shell $(PY) scripts/check_vllm.py --pinned)
+VLLM_WHEELS ?= /tmp/groupo-vllm-wheels
+VLLM_CHECK_ARGS ?=
+
+check-vllm:
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --dest $(VLLM_WHEELS) "vllm==$(VLLM_VERSION)"
+	$(PY) scripts/check_vllm.py $(VLLM_CHECK_ARGS) \
+		--wheel "$$(ls $(VLLM_WHEELS)/vllm-$(VLLM_VERSION)-*.whl | head -n 1)"
 
 clean:
 	rm -rf $(VENV) runs

@@ -12,9 +12,10 @@ Checks, in order; exits 2 without CUDA, 1 if any check fails, 0 otherwise:
            tokens/s, peak GPU memory, and the mean TIS weight
   vllm     (if vllm is installed) in this process: the Rollout's padding conventions; the
            sampler's log-probs against the training forward (mean |diff|, TIS weight); weight
-           sync (the output head is scaled x3: a stale engine must disagree, a synced one
-           agree); memory freed by sleep; generation tokens/s of vllm (seeded and unseeded)
-           and of groupo's own sampler
+           sync at sleep levels 2 and 1 (the output head is scaled x3: at level 2 the weights
+           are pushed at every wake, so even an untold engine must agree, after a level-2 sleep;
+           at level 1 an untold engine must disagree, a told one agree); memory freed by sleep;
+           generation tokens/s of vllm (seeded and unseeded) and of groupo's own sampler
 A summary is written to OUT/summary.json.
 """
 from __future__ import annotations
@@ -273,20 +274,26 @@ def vllm_checks(args, path: Path) -> None:
     diff0, w0, finite = _mismatch(model, r, temp)
     record("vllm log-probs vs training forward", finite and diff0 < 0.1, mean_abs_diff=diff0, tis_mean_weight=w0)
 
-    with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(3.0)            # a large, known change of the policy
-    stale = gen(few)                                      # not told: the engine keeps the old weights
-    diff_stale, _, _ = _mismatch(model, stale, temp)
-    cfg.rollout.weights_changed(model)
-    synced = gen(few)
-    diff_sync, _, _ = _mismatch(model, synced, temp)
-    record("vllm weight sync", diff_sync < max(0.1, 2 * diff0) and diff_stale > 3 * diff_sync,
-           stale_diff=diff_stale, synced_diff=diff_sync)
-    with torch.no_grad():
-        model.get_output_embeddings().weight.div_(3.0)
-    cfg.rollout.weights_changed(model)
-
     eng = vb.get_engine(model, cfg.rollout)
+    tol = max(0.1, 2 * diff0)
+    for level in (2, 1):                  # the engine's level may change between generations
+        eng.sleep_level = level
+        gen(few)                          # asleep at this level
+        with torch.no_grad():
+            model.get_output_embeddings().weight.mul_(3.0)        # a large, known change of the policy
+        stale = gen(few)                  # not told: level 1 wakes its old CPU copy, level 2 pushes anyway
+        diff_stale, _, _ = _mismatch(model, stale, temp)
+        cfg.rollout.weights_changed(model)
+        synced = gen(few)
+        diff_sync, _, _ = _mismatch(model, synced, temp)
+        with torch.no_grad():
+            model.get_output_embeddings().weight.div_(3.0)
+        cfg.rollout.weights_changed(model)
+        # level 2 discards the weights: sampling after a wake must still match (no garbage, vllm#29341)
+        ok = diff_stale < tol if level == 2 else diff_stale > 3 * diff_sync
+        record(f"vllm weight sync (sleep level {level})", ok and diff_sync < tol, stale_diff=diff_stale,
+               synced_diff=diff_sync)
+    eng.sleep_level = cfg.rollout.sleep_level
     sync(dev)
     free_asleep = free_memory(dev)
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""groupo command line: demo | train | eval | compare | list.
+"""groupo command line: demo | train | eval | compare | list | export, and cli_tools.py's commands.
 
 User mistakes (bad keys, values, files, models) print one line and exit with code 2;
 Ctrl-C exits with 130 after saving what can be saved.
@@ -10,6 +10,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from .cli_tools import _console, add_tool_parsers
 
 EXIT_USER = 2
 
@@ -43,12 +45,6 @@ def _user_errors() -> tuple:
 
     return (ConfigError, RegistryError, ModelError, TaskError, CheckpointError, TrainingError, RewardError, MQRError,
             PluginError)
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=False, highlight=False, soft_wrap=True)
 
 
 def cmd_train(args, recipe: str | None, base: dict | None = None) -> int:
@@ -198,48 +194,6 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_mqr(args) -> int:
-    from .data.mqr import reformulate
-
-    names = [x.strip() for x in args.instructions.split(",") if x.strip()]
-    console = _console()
-
-    def progress(done: int, total: int) -> None:
-        if done == total or done * 10 // total != (done - args.batch_size) * 10 // total:
-            console.print(f"mqr: {done}/{total} rewrites generated")
-
-    counts = reformulate(args.model, args.input, args.output, names, args.max_new_tokens, args.temperature,
-                         args.seed, args.batch_size, args.limit, not args.rewrites_only, progress,
-                         question_key=args.question_key, answer_key=args.answer_key, device=args.device,
-                         dtype=args.dtype)
-    rejected = {k: v for k, v in counts["rejected"].items() if v}
-    console.print(f"mqr: {counts['rows_in']} questions -> {counts['rewrites_written']} rewrites, "
-                  f"{counts['rows_out']} rows written to {args.output}; rejected: {rejected or 'none'}")
-    return 0
-
-
-def cmd_study(args) -> int:
-    from .eval.study_report import write_study
-    from .eval.study import load_study, run_study
-
-    study = load_study(args.study)
-    out = Path(args.out or Path("study") / study.name)
-    console = _console()
-    only = [x for x in (args.only or "").split(",") if x]
-    if not args.report_only:
-        console.print(f"study: {study.name}: {len(study.cells)} cells -> {out}")
-        run_study(study, out, console, only=only)
-    from .eval.study import _done
-
-    cells = [(c.label + (f" G={c.group_size}" if c.group_size else ""), c.seed, out / "runs" / c.key)
-             for c in study.cells if _done(out / "runs" / c.key)]            # finished cells only
-    note = (study.description + " " if study.description else "") + f"base recipe: {study.base}; " \
-        f"overrides: {' '.join(study.overrides) or '(none)'}; command: groupo study {args.study}"
-    write_study(out, cells, f"Study: {study.name}", note)
-    console.print(f"summary: {out / 'summary.md'}  report: {out / 'report.html'}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="groupo", description="GRPO-family RL post-training with verifiable rewards.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -276,28 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("source", help="run directory or checkpoints/step_N")
     sp.add_argument("--out", required=True, help="output directory")
     sp.set_defaults(func=cmd_export)
-    sp = sub.add_parser("mqr", help="offline MQR question reformulation (MathForge) with a local model")
-    sp.add_argument("--model", required=True, help="local Hugging Face model directory that writes the rewrites")
-    sp.add_argument("--input", required=True, help="JSONL with one question per line")
-    sp.add_argument("--output", required=True, help="JSONL to write (originals + rewrites, with provenance)")
-    sp.add_argument("--instructions", default="background,term,subproblem", help="comma-separated subset")
-    sp.add_argument("--question-key", default="question")
-    sp.add_argument("--answer-key", default="answer", help="gold answer column, copied unchanged to every rewrite")
-    sp.add_argument("--max-new-tokens", type=int, default=256)
-    sp.add_argument("--temperature", type=float, default=0.0)
-    sp.add_argument("--batch-size", type=int, default=8)
-    sp.add_argument("--limit", type=int, help="only the first N questions")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--rewrites-only", action="store_true", help="do not copy the original rows")
-    sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    sp.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    sp.set_defaults(func=cmd_mqr)
-    sp = sub.add_parser("study", help="grid of recipes x seeds on one setup: summary table, plots, report")
-    sp.add_argument("study", help="study YAML file (see groupo/study.py or docs/study/)")
-    sp.add_argument("--out", help="output directory (default study/<name>)")
-    sp.add_argument("--only", help="comma-separated labels to run (others are only reported)")
-    sp.add_argument("--report-only", action="store_true", help="do not train; rebuild summary and report")
-    sp.set_defaults(func=cmd_study)
+    add_tool_parsers(sub)
     sp = sub.add_parser("list", help="registered components with their parameters and defaults")
     sp.add_argument("axis", nargs="?", help="one axis (task, reward, advantage, ...), or config (every key with "
                                              "its type, default and meaning), or one section (model, train, ...)")

@@ -194,9 +194,12 @@ class RolloutBackend(Component, Protocol):
     compute dtype (None: the weights' dtype). ``weights_changed`` is called after every
     optimizer update (backends holding their own copy of the weights resynchronise).
     ``tis_cap`` > 0: the backend returns its own token log-probs and the loss corrects the
-    mismatch with truncated importance weights capped at ``tis_cap``."""
+    mismatch with truncated importance weights capped at ``tis_cap``. ``overlap``: the loop
+    calls ``prefetch`` with the next step's first request right after a step's rollouts are
+    collected, so generation runs while the step trains (one-step off-policy, train/prefetch.py)."""
 
     tis_cap: float = 0.0
+    overlap: bool = False
 
     def generate(self, model, tokenizer, prompts: list[str], group_sizes: list[int], max_new_tokens: int,
                  eos_ids: list[int], temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
@@ -208,6 +211,20 @@ class RolloutBackend(Component, Protocol):
     def prepare(self, model, autocast: Any = None) -> None:
         """Called by every process before step 1 (an engine whose creation is a collective must exist
         on every rank, even one that gets no prompt)."""
+        return None
+
+    def prefetch(self, model, tokenizer, prompts: list[str], group_sizes: list[int], max_new_tokens: int,
+                 eos_ids: list[int], temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+                 generator: Any = None, autocast: Any = None) -> None:
+        """Start generating what ``generate`` is expected to be called with next (``overlap``);
+        a later ``generate`` with exactly these arguments returns that result. Leaves
+        ``generator`` as it is."""
+        return None
+
+    def policy_version(self) -> int | None:
+        """The version of the weights being trained (optimizer updates applied so far) for a
+        backend whose rows carry ``Rollout.policy_version`` (they may be older: ``overlap``); None:
+        rows always come from the current weights."""
         return None
 
 

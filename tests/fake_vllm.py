@@ -1,19 +1,53 @@
 """A fake ``vllm`` module for the CPU tests: its "engine" samples with the training model itself,
 so its log-probs must match the training forward exactly; it records the calls groupo makes
-(wake, sleep, load_weights, reset_prefix_cache, generate)."""
+(wake, sleep, load_weights, reset_prefix_cache, generate). It is built from vLLM's real signatures
+(tests/vllm_api.json, read from the pinned wheel by scripts/check_vllm.py): ``LLM(...)``,
+``SamplingParams(...)`` and the engine's methods refuse any keyword the real ones lack (TypeError)
+and any value outside vLLM's literals (ValueError), so a renamed argument fails the CPU tests."""
+import ast
+import json
 import os
 import sys
 import types
+from pathlib import Path
 
 import torch
 
+API = json.loads((Path(__file__).resolve().parent / "vllm_api.json").read_text())
+ENGINE_KW = {p[0] for p in API["LLM"]["__init__"] if p[1] != "var_keyword"} | set(API["EngineArgs"])
+VALUES = {"logprobs_mode": "LogprobsMode", "dtype": "ModelDType", "distributed_executor_backend":
+          "DistributedExecutorBackend"}
+
+
+def refuse_unknown(where: str, kw: dict, known) -> None:
+    """TypeError for a keyword vLLM's ``where`` does not take (as Python and msgspec raise it)."""
+    for k in kw:
+        if k not in known:
+            raise TypeError(f"{where}() got an unexpected keyword argument '{k}'")
+
+
+def method_keywords(name: str) -> set:
+    return {p[0] for p in API["LLM"][name] if p[1] != "var_keyword"}
+
+
 class Logprob:
-    def __init__(self, v):
-        self.logprob = v
+    def __init__(self, logprob, rank=None, decoded_token=None):
+        self.logprob, self.rank, self.decoded_token = logprob, rank, decoded_token
+
+
+def _default(src):
+    try:
+        return ast.literal_eval(src) if src is not None else None
+    except ValueError:
+        return None
 
 
 class _SamplingParams:
+    """vllm.SamplingParams: keyword arguments among its recorded fields only; the rest default."""
+
     def __init__(self, **kw):
+        refuse_unknown("SamplingParams", kw, API["SamplingParams"])
+        self.__dict__.update({k: _default(v) for k, v in API["SamplingParams"].items()})
         self.__dict__.update(kw)
 
 
@@ -23,9 +57,14 @@ class _FakeLLM:
     vLLM does; log-probs after temperature. Records calls and refuses to run asleep."""
     made: list = []
 
-    def __init__(self, **kw):
+    def __init__(self, model, **kw):
         from groupo.model.load import load_model
 
+        refuse_unknown("EngineArgs.__init__", kw, ENGINE_KW)
+        for k, lit in VALUES.items():
+            if k in kw and kw[k] not in API["literals"][lit]:
+                raise ValueError(f"{k}={kw[k]!r} is not one of {API['literals'][lit]}")
+        kw = dict(model=model, **kw)
         self.kw, self.calls, self.asleep = kw, [], set()
         self.model = load_model(kw["model"]).eval()
         runner = types.SimpleNamespace(model=self)
@@ -43,22 +82,34 @@ class _FakeLLM:
             names.add(name)
         assert names == set(params), "every weight is synced"
         self.calls.append("load_weights")
+        self.loaded = {n: p.detach().clone() for n, p in self.model.named_parameters()}   # level 2 discards them
         return names
 
-    def sleep(self, level):
+    def sleep(self, level=1, mode="abort"):
+        """Level 1 keeps the weights (offloaded); level 2 discards them: they read as garbage (NaN)
+        until load_weights writes them, as vLLM's memory comes back uninitialised."""
+        assert level in API["sleep_levels"] and level > 0, level
         self.calls.append(f"sleep{level}")
         self.asleep = {"weights", "kv_cache"}
+        if level == 2:
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    p.fill_(float("nan"))
 
     def wake_up(self, tags=None):
+        assert tags is None or set(tags) <= set(API["wake_up_tags"]), tags
         self.calls.append("wake:" + ",".join(tags or []))
         self.asleep -= set(tags or self.asleep)
 
-    def reset_prefix_cache(self):
+    def reset_prefix_cache(self, reset_running_requests=False, reset_connector=False):
         self.calls.append("reset_prefix_cache")
 
     @torch.no_grad()
-    def generate(self, prompts, params, use_tqdm=True):
+    def generate(self, prompts, sampling_params=None, **kw):
+        refuse_unknown("LLM.generate", kw, method_keywords("generate"))
+        params = sampling_params
         assert not self.asleep, f"generate while asleep: {self.asleep}"
+        assert all(torch.isfinite(p).all() for p in self.model.parameters()), "weights discarded and not pushed"
         self.calls.append("generate")
         out = []
         for pr, sp in zip(prompts, params):
@@ -78,7 +129,7 @@ class _FakeLLM:
                         break
                 comp = ids[len(pr["prompt_token_ids"]):]
                 outs.append(types.SimpleNamespace(index=i, token_ids=comp, logprobs=lps))
-            out.append(types.SimpleNamespace(outputs=outs))
+            out.append(types.SimpleNamespace(prompt_token_ids=list(pr["prompt_token_ids"]), outputs=outs))
         return out
 
 
@@ -87,7 +138,7 @@ def install(monkeypatch):
     from groupo.rollout import vllm as vb
 
     mod = types.ModuleType("vllm")
-    mod.LLM, mod.SamplingParams = _FakeLLM, _SamplingParams
+    mod.LLM, mod.SamplingParams, mod.__version__ = _FakeLLM, _SamplingParams, API["vllm"]
     monkeypatch.setitem(sys.modules, "vllm", mod)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(vb, "_ENGINE", None)

@@ -51,23 +51,30 @@ def test_vllm_backend_rollout_matches_hf_conventions_and_training_logprobs(fake_
     assert torch.allclose(w[m.bool()], torch.ones(int(m.sum())), atol=1e-3)
 
 
-def test_vllm_backend_seeds_wake_sync_sleep_order(fake_vllm, tiny_dir):
+@pytest.mark.parametrize("level", [2, 1])
+def test_vllm_backend_seeds_wake_sync_sleep_order(fake_vllm, tiny_dir, level):
+    """Level 2 (default) discards the weights at each sleep: every generation wakes the weights,
+    pushes them again and then wakes the KV cache (the fake's discarded weights are NaN, so a
+    missing push fails). Level 1 keeps a CPU copy and pushes only after an optimizer step."""
     from groupo.model.load import eos_ids, load_model, load_tokenizer
 
     model, tok = load_model(tiny_dir), load_tokenizer(tiny_dir)
     eos = eos_ids(tok, model)
-    backend = build("rollout", "vllm")
+    backend = build("rollout", "vllm", {"sleep_level": level})
+    sync = ["wake:weights", "load_weights", "reset_prefix_cache", "wake:kv_cache", "generate", f"sleep{level}"]
 
     def run(gen, prompts=PROMPTS, sizes=(2, 2, 2)):
         return backend.generate(model, tok, prompts, list(sizes), 5, eos, temperature=1.0, generator=gen)
 
     a = run(torch.Generator().manual_seed(7))
     llm = fake_vllm.made[0]
+    assert llm.kw["enable_sleep_mode"] and vb.get_engine(model, backend).sleep_level == level
     # first use: weights synced from the in-memory model (it may differ from the directory)
-    assert llm.calls == ["load_weights", "reset_prefix_cache", "generate", "sleep1"]
+    assert llm.calls == ["load_weights", "reset_prefix_cache", "generate", f"sleep{level}"]
     b = run(torch.Generator().manual_seed(7))
     assert torch.equal(a.completion_ids, b.completion_ids)                 # same seed, same samples
-    assert llm.calls[4:] == ["wake:weights,kv_cache", "generate", "sleep1"]   # weights unchanged: no sync
+    # weights unchanged: level 2 pushes them anyway (discarded), level 1 wakes its CPU copy
+    assert llm.calls[4:] == (sync if level == 2 else ["wake:weights,kv_cache", "generate", "sleep1"])
     # one generator per prompt (multi-process runs): a prompt's samples do not depend on the others
     gens = [torch.Generator().manual_seed(100 + j) for j in range(3)]
     c = run(gens)
@@ -81,10 +88,10 @@ def test_vllm_backend_seeds_wake_sync_sleep_order(fake_vllm, tiny_dir):
     backend.weights_changed(model)
     n = len(llm.calls)
     run(torch.Generator().manual_seed(7))
-    assert llm.calls[n:] == ["wake:weights", "load_weights", "reset_prefix_cache", "wake:kv_cache", "generate",
-                             "sleep1"]
-    for (k, p), q in zip(model.named_parameters(), llm.model.parameters()):
-        assert torch.equal(p, q), k
+    assert llm.calls[n:] == sync
+    for k, p in model.named_parameters():                                 # what the last push wrote
+        assert torch.equal(p, llm.loaded[k]), k
+    assert llm.calls.count("load_weights") == (5 if level == 2 else 2)       # every generation / first + step
     assert len(fake_vllm.made) == 1                                         # one engine per process
 
 
@@ -94,11 +101,12 @@ def test_vllm_seeds_unseeded_and_engine_args(fake_vllm, tiny_dir):
     from groupo.model.load import load_model
 
     cfg = load_config("grpo", [f"model.path={tiny_dir}", "rollout.name=vllm", "rollout.seeded=false",
-                               "rollout.engine_args={max_num_seqs: 512}", "rollout.gpu_memory_utilization=0.25"])
+                               "rollout.engine_args={max_num_seqs: 512}", "rollout.gpu_memory_utilization=0.25",
+                               "rollout.sleep_level=1"])
     model = load_model(tiny_dir)
     eng = vb.get_engine(model, cfg.rollout, autocast=torch.bfloat16)   # float32 weights, bf16 forward: vLLM in bf16
     assert not eng.seeded and eng.llm.kw["max_num_seqs"] == 512 and eng.llm.kw["gpu_memory_utilization"] == 0.25
-    assert eng.llm.kw["dtype"] == "bfloat16"
+    assert eng.llm.kw["dtype"] == "bfloat16" and eng.sleep_level == 1
     assert vb.engine_dtype(model, build("rollout", "vllm", {"dtype": "float16"})) == "float16"
     assert vb.engine_dtype(model, cfg.rollout) == torch.float32
     s1 = vb.prompt_seeds(torch.Generator().manual_seed(3), 4)
@@ -169,6 +177,7 @@ def test_training_step_through_the_vllm_backend_on_cpu(fake_vllm, tiny_dir, tmp_
     train(cfg, tmp_path / "run")
     llm = fake_vllm.made[0]
     assert llm.calls.count("generate") == 2 and llm.calls.count("load_weights") == 2   # first use + after step 1
+    assert llm.calls[-1] == "sleep2"
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(row["tis/mean_weight"] == pytest.approx(1.0, abs=1e-3) for row in rows if "tis/mean_weight" in row)
     assert any("tis/mean_weight" in row for row in rows)

@@ -146,6 +146,21 @@ def validate(data: dict) -> Config:
     return cfg
 
 
+def _check_target(cfg: Config) -> None:
+    """warmstart.target may only name the task's columns (and {answer})."""
+    import random
+
+    from ..tasks.base import target_text
+
+    item = cfg.components["task"].sample_train(random.Random(0))
+    try:
+        target_text(cfg.warmstart.target, item)
+    except (KeyError, IndexError, ValueError) as e:
+        cols = ", ".join(["answer", *sorted(k for k, v in item.meta.items() if isinstance(v, (str, int, float)))])
+        raise ConfigError(f"warmstart.target {cfg.warmstart.target!r}: {e!s} is not a field of the task's items "
+                          f"(fields: {cols})") from None
+
+
 def _absolute_paths(data: dict) -> dict:
     """Relative paths that exist (model.path / tokenizer, task.path / task.*_path, rewards[i].path /
     tokenizer) made
@@ -270,6 +285,8 @@ def _check_values(cfg: Config) -> None:
          f"log.completions_every and log.completions_max_chars must be >= 0, log.completions_per_step and "
          f"log.warn_every >= 1; got {lc.completions_every}, {lc.completions_max_chars}, {lc.completions_per_step}, "
          f"{lc.warn_every}")
+    if cfg.warmstart.steps > 0:
+        _check_target(cfg)
     for comp in cfg.components.values():   # components that depend on other sections
         try:
             comp.check_config(cfg)

@@ -2,9 +2,9 @@
 
 ``groupo train --out RUN --resume`` needs nothing else. Settings given on resume (a recipe, or
 ``key=value`` overrides) are compared with the saved configuration: only ``SAFE`` keys may change
-(extend ``train.steps``, logging, checkpoint frequency, evaluation cadence, threads); any other
-difference is refused with one line naming the key. Accepted changes are written to the run's
-``config.yaml`` and recorded in ``history.jsonl``.
+(extend ``train.steps``, logging, checkpoint frequency, evaluation cadence, threads, a rollout
+server's address); any other difference is refused with one line naming the key. Accepted changes
+are written to the run's ``config.yaml`` and recorded in ``history.jsonl``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .recipes import ConfigError
 
 # keys that may change when a run is resumed: they change how it is run or reported, not what is learnt
 SAFE = ("train.steps", "log.*", "checkpoint.every", "checkpoint.keep", "eval.every", "eval.batch_size",
-        "model.threads", "out")
+        "model.threads", "out", "rollout.url", "rollout.timeout_s")
 
 
 def flatten(d, prefix: str = "") -> dict:

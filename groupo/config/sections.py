@@ -95,6 +95,6 @@ class WarmstartCfg:
     lr: float = 1e-3               # AdamW learning rate of the warm start
     batch_size: int = 32           # items per supervised step
     levels: list[int] = field(default_factory=list)   # task levels used for SFT (empty = task's own)
-    target: str = "<answer>{answer}</answer>"         # completion the model is taught
+    target: str = "<answer>{answer}</answer>"         # completion taught: {answer} and task columns, e.g. {trace}
     stop_at_accuracy: float = 0.0  # stop early once dev accuracy reaches this (0 = never)
     check_every: int = 50          # steps between dev-accuracy checks (with stop_at_accuracy)

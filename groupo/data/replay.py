@@ -157,7 +157,11 @@ class R3Replay(Replay):
         if slp is not None:     # replayed rows were not sampled now: NaN = no importance correction
             slp = torch.nn.functional.pad(slp, (0, width - slp.shape[1]))
             slp[replayed] = float("nan")
-        return type(roll)(roll.prompt_ids, roll.prompt_mask, ids, mask, trunc, roll.group, texts, slp), replayed
+        pv = roll.policy_version
+        if pv is not None:      # ... and have no weights version
+            pv = pv.clone()
+            pv[replayed] = -1
+        return type(roll)(roll.prompt_ids, roll.prompt_mask, ids, mask, trunc, roll.group, texts, slp, pv), replayed
 
     def record(self, roll, correct: torch.Tensor, items, replayed: torch.Tensor, state, step: int) -> None:
         """After a step: buffer this step's fresh trajectories and count failures per question."""

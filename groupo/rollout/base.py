@@ -21,6 +21,8 @@ class Rollout:
     group: torch.Tensor             # [N] long, index of the prompt of each row
     texts: list                     # [N] decoded completions (special tokens skipped)
     sampler_logp: torch.Tensor | None = None   # [N, T] the sampler's token log-probs (backends with tis_cap)
+    policy_version: torch.Tensor | None = None  # [N] long (CPU): version of the weights that sampled each row
+    #   = optimizer updates applied before it (backends whose rows can be older: rollout.name=server); -1: replayed
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -81,6 +83,8 @@ def cat_rollouts(parts: list[Rollout], pad_id: int, renumber: bool = True) -> Ro
         texts=[t for r in parts for t in r.texts],
         sampler_logp=(_pad_cat([r.sampler_logp for r in parts], 0.0, left=False)
                       if all(r.sampler_logp is not None for r in parts) else None),
+        policy_version=(torch.cat([r.policy_version for r in parts])
+                        if all(r.policy_version is not None for r in parts) else None),
     )
 
 
@@ -88,7 +92,8 @@ def select_rows(r: Rollout, rows: torch.Tensor) -> Rollout:
     rl = rows.tolist()
     return Rollout(r.prompt_ids[rows], r.prompt_mask[rows], r.completion_ids[rows], r.completion_mask[rows],
                    r.truncated[rows], r.group[rows], [r.texts[i] for i in rl],
-                   None if r.sampler_logp is None else r.sampler_logp[rows])
+                   None if r.sampler_logp is None else r.sampler_logp[rows],
+                   None if r.policy_version is None else r.policy_version[rows.cpu()])
 
 
 def to_rollout(enc: list, comps: list, tokenizer, eos_ids, device) -> Rollout:

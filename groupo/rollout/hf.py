@@ -71,14 +71,20 @@ def _encode(prompts: list[str], tokenizer, device):
 def generate(model, tokenizer, prompts: list[str], group_sizes: list[int], max_new_tokens: int,
              eos_ids: list[int], temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
              generator: torch.Generator | None = None, decode: Literal["lean", "hf", "reference"] = "lean",
-             autocast: torch.dtype | None = None) -> Rollout:
+             autocast: torch.dtype | None = None, return_logp: bool = False) -> Rollout:
     """Sample ``group_sizes[j]`` completions for each ``prompts[j]``. ``generator`` is one
     torch.Generator for all rows, or a list with one per prompt (then a prompt's samples
     do not depend on which other prompts share the batch; used by multi-process runs).
     ``autocast``: sample under the training forward's compute dtype (e.g. bf16 over float32
-    weights), so the samples come from the numerics the log-probs use."""
+    weights), so the samples come from the numerics the log-probs use. ``return_logp``: also
+    each sampled token's log-prob under the logits it was sampled from (log-softmax of logits /
+    temperature, before top-k/top-p, as the training forward computes them) in
+    ``Rollout.sampler_logp`` (0 on padding); a rollout server returns them for the importance
+    correction. The samples are the same either way (not with decode="reference")."""
     if decode not in DECODE:
         raise ValueError(f"decode must be one of {list(DECODE)}, got {decode!r}")
+    if return_logp and decode == "reference":
+        raise ValueError("return_logp needs decode lean or hf (model.generate does not return them here)")
     was_training = model.training
     model.eval()            # sampling never uses dropout or gradient checkpointing (which disables the KV cache)
     dev = next(model.parameters()).device
@@ -86,24 +92,25 @@ def generate(model, tokenizer, prompts: list[str], group_sizes: list[int], max_n
     try:
         with ctx:
             return _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
-                             top_k, generator, decode)
+                             top_k, generator, decode, return_logp)
     finally:
         model.train(was_training)
 
 
 def _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p, top_k,
-              generator, decode) -> Rollout:
+              generator, decode, return_logp=False) -> Rollout:
     device = next(model.parameters()).device
     p_ids, p_mask = _encode(prompts, tokenizer, device)       # [P, Lp]
     check_context(model, int(p_mask.sum(1).max()) if len(prompts) else 0, max_new_tokens)
     sizes = torch.tensor(group_sizes, device=device)
     rows = torch.repeat_interleave(torch.arange(len(prompts), device=device), sizes)  # [N]
     pad = tokenizer.pad_token_id
+    lps = None
     if decode == "reference":
         comp = _reference(model, p_ids[rows], p_mask[rows], max_new_tokens, eos_ids, pad, temperature, top_p, top_k)
     else:
-        comp = _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, pad,
-                                     temperature, top_p, top_k, generator, use_lean=decode == "lean")
+        comp, lps = _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, pad, temperature,
+                                          top_p, top_k, generator, use_lean=decode == "lean", with_logp=return_logp)
     eos = torch.tensor(eos_ids, device=device)
     is_eos = torch.isin(comp, eos)
     # mask: tokens up to and including the first EOS
@@ -112,7 +119,8 @@ def _generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, t
     truncated = ~(is_eos & ~after_eos).any(1)
     comp = comp.masked_fill(mask == 0, pad)
     texts = tokenizer.batch_decode([c[m.bool()].tolist() for c, m in zip(comp, mask)], skip_special_tokens=True)
-    return Rollout(p_ids[rows], p_mask[rows], comp, mask, truncated.cpu(), rows.cpu(), texts)
+    return Rollout(p_ids[rows], p_mask[rows], comp, mask, truncated.cpu(), rows.cpu(), texts,
+                   sampler_logp=None if lps is None else lps.masked_fill(mask == 0, 0.0))
 
 
 _CACHE_ARGS: dict = {}
@@ -173,7 +181,8 @@ def _preallocate(cache, extra: int) -> None:
 
 
 def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, pad,
-                          temperature, top_p, top_k, generator, use_lean: bool = True):
+                          temperature, top_p, top_k, generator, use_lean: bool = True, with_logp: bool = False):
+    """The sampled tokens [N, T] and, ``with_logp``, their log-probs [N, T] (else None)."""
     from transformers import DynamicCache
 
     n = rows.shape[0]
@@ -199,7 +208,7 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
     next_pos = pos[rows][:, -1:] + 1                           # [N, 1]
     eos = torch.tensor(eos_ids, device=p_ids.device)
     done = torch.zeros(n, dtype=torch.bool, device=p_ids.device)
-    tokens = []
+    tokens, lps = [], []
     live = None                 # rows the lean decoder still holds (None: all)
     if isinstance(generator, (list, tuple)):   # one generator per prompt: rows of prompt j use generator[j]
         bounds = torch.searchsorted(rows, torch.arange(len(generator) + 1, device=rows.device)).tolist()
@@ -209,6 +218,9 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
                              for gj, a, b in zip(generator, bounds, bounds[1:])])
         else:
             tok = sample_next(logits, temperature, top_k, top_p, generator)
+        if with_logp:           # the sampled token under the logits it came from (finished rows: masked later)
+            scaled = logits.float() / (temperature if temperature > 0 else 1.0)
+            lps.append(scaled.gather(1, tok[:, None]).squeeze(1) - torch.logsumexp(scaled, -1))
         tok = torch.where(done, torch.full_like(tok, pad), tok)
         tokens.append(tok)
         done = done | torch.isin(tok, eos)
@@ -228,8 +240,9 @@ def _shared_prefix_decode(model, p_ids, p_mask, rows, max_new_tokens, eos_ids, p
             logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
     if not tokens:
-        return torch.empty(n, 0, dtype=torch.long, device=p_ids.device)
-    return torch.stack(tokens, dim=1)                          # [N, T]
+        empty = torch.empty(n, 0, dtype=torch.long, device=p_ids.device)
+        return empty, (empty.float() if with_logp else None)
+    return torch.stack(tokens, dim=1), (torch.stack(lps, dim=1) if with_logp else None)     # [N, T]
 
 
 COMPACT_FRACTION = 0.125    # drop finished rows from the lean decoder once they are this share of its rows

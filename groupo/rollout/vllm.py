@@ -10,14 +10,29 @@ float32 master weights; ``dtype`` overrides it), with the engine in this process
 (``distributed_executor_backend="external_launcher"``: under torchrun every rank holds its own
 engine on its own GPU) and sleep mode on. Around each generation:
 
-    wake the weights -> load the training weights if an optimizer step happened since the last
-    sync (the loop calls ``weights_changed`` after every update) -> reset the prefix cache ->
-    wake the KV cache -> generate -> sleep (level 1)
+    wake the weights -> push the training weights if stale -> reset the prefix cache ->
+    wake the KV cache -> generate -> sleep (``sleep_level``)
 
-Level 1 offloads the weights to CPU and frees the KV cache, so training gets the GPU back. Level 2
-(discard the weights) would save that copy, but waking from it has produced garbage in several
-vLLM versions unless weights are reloaded from disk first (vllm-project/vllm#29341, #16564);
-level 1 followed by our own weight sync is the conservative choice.
+vLLM's ``LLM.sleep`` docstring (0.30.0): level 1 "Offload model weights to CPU, discard KV cache
+[...] Good for sleeping and waking up the engine to run the same model again. Please make sure
+there's enough CPU memory to store the model weights"; level 2 "Discard all GPU memory (weights +
+KV cache). Good for sleeping and waking up the engine to run a different model or update the
+model, where previous model weights are not needed. It reduces CPU memory pressure." ``wake_up``
+takes ``tags`` in ("weights", "kv_cache", "scheduling").
+
+``sleep_level=2`` (default, as TRL's colocate mode): the weights are gone after each sleep (vLLM
+restores only the model's buffers), so they are stale at every wake and pushed again from the
+training model every time: no host copy of the weights and no GPU<->CPU copies, one push per
+generation. Waking from level 2 without restoring the weights samples garbage
+(vllm-project/vllm#29341); the full push restores every parameter of a plain Hugging Face model
+(TRL also reloads from disk first; we do not). ``sleep_level=1``: the weights go to CPU memory
+and come back on wake, and are pushed only when an optimizer step changed them (the loop calls
+``weights_changed``): the fallback for models whose weights a push does not fully restore
+(quantized or otherwise post-processed weights).
+
+The tested vLLM is the ``vllm`` extra's pin (0.30.x; docs/gpu.md has the versions' torch and
+transformers pins): ``scripts/check_vllm.py`` checks every call here against the signatures read
+from that wheel (tests/vllm_api.json, from which tests/fake_vllm.py is built).
 
 Samples: ``SamplingParams(n=G, seed=s_j)`` per prompt j, ``s_j`` drawn from the step's generator
 (or prompt j's own generator with several processes, so samples do not depend on how prompts are
@@ -28,16 +43,17 @@ but not reproducible). The engine stops at exactly ``eos_ids`` (``ignore_eos`` +
 sets it); the loss corrects the mismatch with truncated importance weights (``algo/tis.py``,
 ``tis_cap``).
 
-Status: written against vLLM's documented ``LLM`` / ``SamplingParams`` API and TRL's colocate
-code; the engine glue runs on CPU against a fake ``vllm`` module in tests/test_gpu_paths.py
-(padding, log-prob alignment, seeds, sleep/sync order, LoRA weights), but it has NOT run against
-real vLLM on a GPU yet (docs/gpu.md; ``bench/gpu_smoke.sh`` is the check to run).
+Status: the calls are checked against vLLM 0.30.0's source (``make check-vllm``); the glue runs on
+CPU against a fake ``vllm`` module that refuses any argument the real one lacks (tests/test_vllm.py:
+padding, log-prob alignment, seeds, sleep/sync order for both levels, LoRA weights), but it has
+NOT run against real vLLM on a GPU yet (docs/gpu.md; ``bench/gpu_smoke.sh`` is the check to run).
 """
 from __future__ import annotations
 
 import importlib
 import os
 import socket
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,7 +65,7 @@ from ..registry import register
 from .base import check_context, empty_rollout, to_rollout
 
 NEEDS = "rollout.name=vllm needs `pip install groupo[vllm]` and a CUDA GPU"
-SLEEP_LEVEL = 1
+TESTED_VLLM = "0.30"    # the minor version of the `vllm` extra's pin (tests/vllm_api.json records it)
 _DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
 _ENGINE = None      # the process's engine (one vllm.LLM per process)
 
@@ -64,6 +80,7 @@ class VLLM(RolloutBackend):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"   # auto: the training forward's compute dtype
     engine_args: dict = field(default_factory=dict)   # merged into vllm.LLM(...), e.g. {max_num_seqs: 512}
     tis_cap: float = 2.0                  # truncated importance-sampling cap (0 = no correction)
+    sleep_level: Literal[1, 2] = 2        # 2: drop the weights, push them at every wake; 1: keep a CPU copy
 
     def __post_init__(self):
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -92,7 +109,7 @@ class VLLM(RolloutBackend):
         get_engine(model, self, autocast)
 
     def __hash__(self):                   # engine_args is a dict
-        return hash((self.gpu_memory_utilization, self.seeded, self.dtype, self.tis_cap))
+        return hash((self.gpu_memory_utilization, self.seeded, self.dtype, self.tis_cap, self.sleep_level))
 
 
 # ----------------------------------------------------------------------------- weights
@@ -155,14 +172,19 @@ def _launcher_env() -> None:
 
 
 class VLLMEngine:
-    """One colocated ``vllm.LLM``: ``generate`` (wake, sync if stale, sample, sleep),
+    """One colocated ``vllm.LLM``: ``generate`` (wake, push the weights if stale, sample, sleep),
     ``sync_weights``, ``sleep`` and ``wake_up``."""
 
     def __init__(self, model_dir, dtype: torch.dtype | str = torch.bfloat16, gpu_memory_utilization: float = 0.4,
-                 seed: int = 0, sleep: bool = True, seeded: bool = True, engine_kwargs: dict | None = None):
+                 seed: int = 0, sleep: bool = True, seeded: bool = True, engine_kwargs: dict | None = None,
+                 sleep_level: int = 2):
         check_available()
         import vllm
 
+        version = getattr(vllm, "__version__", "")
+        if version and not version.startswith(TESTED_VLLM + "."):
+            warnings.warn(f"vllm {version} is installed; groupo's vLLM calls are checked against vllm "
+                          f"{TESTED_VLLM}.* (pip install 'groupo[vllm]'; docs/gpu.md)", stacklevel=2)
         self.vllm = vllm
         _launcher_env()
         util = gpu_memory_utilization
@@ -178,31 +200,30 @@ class VLLMEngine:
             self.llm = vllm.LLM(**kw)
         except TypeError as e:
             if "logprobs_mode" in str(e):
-                raise ModelError(f"{NEEDS}: vllm>=0.10.2 (this one has no logprobs_mode)") from None
+                raise ModelError(f"{NEEDS}: vllm {TESTED_VLLM}.* (this one has no logprobs_mode)") from None
             raise
-        self.sleep_enabled = sleep
+        self.sleep_enabled, self.sleep_level = sleep, sleep_level
         self.asleep: set = set()          # tags currently asleep: "weights", "kv_cache"
-        self.dirty = True                 # the training weights changed since the last sync
+        self.dirty = True                 # the engine's weights are not the training model's (changed or discarded)
         self.model_id = None
 
     # -- memory
     def sleep(self) -> None:
-        """Offload the weights to CPU and free the KV cache (level 1) until the next generate."""
+        """Free the KV cache and the weights' GPU memory until the next generate: level 2 discards
+        the weights (pushed again at the next wake), level 1 offloads them to CPU memory."""
         if self.sleep_enabled and not self.asleep:
-            self.llm.sleep(level=SLEEP_LEVEL)
+            self.llm.sleep(level=self.sleep_level)
             self.asleep = {"weights", "kv_cache"}
+            if self.sleep_level == 2:
+                self.dirty = True         # nothing left on the GPU: the next generate pushes them
 
     def wake_up(self, tags: list | None = None) -> None:
         want = set(tags or ("weights", "kv_cache")) & self.asleep
         if not want:
             return
         torch.cuda.empty_cache()          # blocks PyTorch cached during training go back to the driver
-        try:
-            self.llm.wake_up(tags=sorted(want, key=["weights", "kv_cache"].index))
-            self.asleep -= want
-        except TypeError:                 # vLLM without tags: everything wakes
-            self.llm.wake_up()
-            self.asleep = set()
+        self.llm.wake_up(tags=sorted(want, key=["weights", "kv_cache"].index))
+        self.asleep -= want
 
     # -- weights
     def _driver_model(self):
@@ -290,7 +311,8 @@ def get_engine(model, backend: VLLM, autocast=None) -> VLLMEngine:
 
         _ENGINE = VLLMEngine(_model_dir(model), engine_dtype(model, backend, autocast),
                              gpu_memory_utilization=backend.gpu_memory_utilization, seed=dist.rank(),
-                             seeded=backend.seeded, engine_kwargs=backend.engine_args)
+                             seeded=backend.seeded, engine_kwargs=backend.engine_args,
+                             sleep_level=backend.sleep_level)
     return _ENGINE
 
 

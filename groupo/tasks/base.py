@@ -96,6 +96,13 @@ class Task(TaskProtocol):
         raise NotImplementedError
 
 
+def target_text(fmt: str, item: Item) -> str:
+    """A supervised completion for ``item``: ``fmt`` with ``{answer}`` and the item's text columns
+    (e.g. ``{trace}``); a KeyError names a missing one."""
+    fields = {k: v for k, v in item.meta.items() if isinstance(v, (str, int, float))}
+    return fmt.format(**{**fields, "answer": item.answer})
+
+
 def dedupe(items, seen: set[str] | None = None) -> list[Item]:
     """Items in order, dropping any whose normalised question was seen before."""
     seen = set() if seen is None else seen

@@ -41,24 +41,48 @@ def render_prompts(template, items, tokenizer, step: int, offset: int, questions
     return [render(template, it, tokenizer, step, offset + j, q) for j, (it, q) in enumerate(zip(items, qs))]
 
 
+@dataclass
+class Round:
+    """What one generation round asks for: the global prompt list and this rank's share."""
+    items: list
+    reflect: list | None      # R³ reflection questions (None: the items' own)
+    prompts: list
+    sizes: list
+    mine: slice               # this rank's whole prompts
+    gens: object              # the step's generator, or one per prompt of the share
+
+
+def plan_round(run, step: int, need: int, offset: int, rng, gen, sampler_state: dict, alloc_state: dict,
+               replay_state: dict) -> Round:
+    """Draw ``need`` prompts (consuming ``rng`` and the states given), render them as prompts
+    ``offset``.. of ``step``, allocate their rollouts and give each its generator (``gen``, or
+    one per prompt). ``collect`` calls it with the run's own RNG, generator and states;
+    train/prefetch.py with copies, to send the next step's first round ahead of time."""
+    cfg, g = run.cfg, run.cfg.generation
+    replay = cfg.replay if cfg.replay.active else None
+    items = cfg.sampler(cfg.task, rng, need, sampler_state)                # the global list, same on every rank
+    reflect = replay.reflect(items, replay_state) if replay is not None else None
+    prompts = render_prompts(cfg.template, items, run.tokenizer, step, offset, reflect)
+    sizes = cfg.allocation(items, g.group_size, alloc_state)
+    mine = dist.share(len(items))                                           # whole prompts per rank
+    gens = gen
+    if g.seed_per_prompt or dist.world() > 1:
+        gens = dist.prompt_generators(cfg.seed, step, offset + mine.start, len(items[mine]), gen.device)
+    return Round(items, reflect, prompts, sizes, mine, gens)
+
+
 def collect(run, step: int = 0) -> Collected:
     """Sample, generate, score and filter until the step has its prompts (or rounds run out)."""
     cfg, g = run.cfg, run.cfg.generation
-    step_rng, gen = run.step_rng, run.gen
     filt, replay = cfg.filter, cfg.replay if cfg.replay.active else None
     parts, all_items, comps, t_gen, t_score, n_prompts = [], [], [], 0.0, 0.0, 0
     group_items, replayed_parts, owners, n_reflect, row_prompts = [], [], [], 0, []
     rounds, need, valid_groups = 0, g.prompts_per_step, 0
     while True:
-        items = cfg.sampler(cfg.task, step_rng, need, run.sampler_state)   # the global list, same on every rank
-        reflect = replay.reflect(items, run.replay_state) if replay is not None else None
-        n_reflect += sum(q is not None for q in reflect or [])
-        prompts = render_prompts(cfg.template, items, run.tokenizer, step, n_prompts, reflect)
-        sizes = cfg.allocation(items, g.group_size, run.alloc_state)
-        mine = dist.share(len(items))                                       # whole prompts per rank
-        gens = gen
-        if g.seed_per_prompt or dist.world() > 1:
-            gens = dist.prompt_generators(cfg.seed, step, n_prompts + mine.start, len(items[mine]), gen.device)
+        rnd = plan_round(run, step, need, n_prompts, run.step_rng, run.gen, run.sampler_state, run.alloc_state,
+                         run.replay_state)
+        items, prompts, sizes, mine, gens = rnd.items, rnd.prompts, rnd.sizes, rnd.mine, rnd.gens
+        n_reflect += sum(q is not None for q in rnd.reflect or [])
         n_prompts += len(items)
         t0 = time.perf_counter()
         with fsdp.full_weights(run.model):        # sharded model: gathered once, every rank (even without prompts)
@@ -106,6 +130,7 @@ def collect(run, step: int = 0) -> Collected:
         metrics.update({"replay/rows": int(replayed.sum()), "replay/reflect_prompts": n_reflect,
                         "replay/groups": int(torch.unique(roll.group[replayed]).numel())})
     metrics.update(_group_accuracy(all_items, correct))
+    metrics.update(_staleness(roll, cfg.rollout.policy_version()))
     metrics.update({"time/gen": t_gen, "time/score": t_score, "filter/rounds": rounds + 1,
                     "filter/kept_groups": int(torch.unique(roll.group[keep]).numel()),
                     # groups missing after the last refill round: the step trains on what it has
@@ -164,17 +189,29 @@ def _gather_round(roll: Rollout, comp: torch.Tensor, rep: torch.Tensor, n_items:
     fields = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
     slp = None if roll.sampler_logp is None else roll.sampler_logp.cpu()
     mine = ({f: getattr(roll, f).cpu() for f in fields}, roll.truncated.cpu(), roll.group.cpu(), roll.texts,
-            comp.cpu(), rep.cpu(), n_items, slp)
+            comp.cpu(), rep.cpu(), n_items, slp, roll.policy_version)
     parts, comps, reps, owners, offset = [], [], [], [], 0
-    for r, (t, trunc, group, texts, c, p, n, lp) in enumerate(dist.gather_objects(mine)):
+    for r, (t, trunc, group, texts, c, p, n, lp, pv) in enumerate(dist.gather_objects(mine)):
         if texts:
             parts.append(Rollout(*(t[f].to(dev) for f in fields), trunc, group + offset, texts,
-                                 None if lp is None else lp.to(dev)))
+                                 None if lp is None else lp.to(dev), pv))
             comps.append(c)
             reps.append(p)
             owners.append(torch.full((len(texts),), r, dtype=torch.long))
         offset += n
     return cat_rollouts(parts, pad_id, renumber=False), torch.cat(comps), torch.cat(reps), torch.cat(owners)
+
+
+def _staleness(roll: Rollout, now: int | None) -> dict:
+    """Versions of the weights that sampled the step's rows (replayed rows left out) and their
+    staleness: optimizer updates between those weights and the ones trained now (backends that
+    report versions: rollout.name=server)."""
+    v = None if now is None or roll.policy_version is None else roll.policy_version[roll.policy_version >= 0]
+    if v is None or not v.numel():
+        return {}
+    stale = (now - v).float()
+    return {"rollout/version_min": int(v.min()), "rollout/version_max": int(v.max()),
+            "rollout/staleness_mean": float(stale.mean()), "rollout/staleness_max": int(stale.max())}
 
 
 def _correct(run, comp, texts, items) -> torch.Tensor:
@@ -211,6 +248,9 @@ def _metrics(b: Batch, rewards: torch.Tensor, names, comp, filt) -> dict:
          "acc/mean": float(b.correct.mean()), "zero_var/frac": zv_groups / max(n_groups, 1),
          "len/mean": float(b.lengths.float().mean()), "len/max": int(b.lengths.max()),
          "trunc/frac": float(b.truncated.float().mean()), "reward/skipped": int((~finite).sum())}
+    for tag, rows in (("right", b.correct >= 1.0), ("wrong", b.correct < 1.0)):   # length by outcome (Dr. GRPO)
+        if rows.any():
+            m[f"len/{tag}_mean"] = float(b.lengths[rows].float().mean())
     for k, name in enumerate(names):
         col = comp[:, k]
         col = col[torch.isfinite(col)]

@@ -4,6 +4,7 @@
     evaluate before
     for each step:
         collect   sample prompts, generate G completions each, reward, filter    train/collect.py
+                  (rollout.overlap: then send the next step's prompts ahead    train/prefetch.py)
         score     rewards -> advantages -> token weights (pure)                   train/score.py
         optimise  num_iterations x [micro-batched forward/backward, clip, AdamW]  train/update.py
         log       metrics, completions sample, trackers, console line; checkpoint every k steps
@@ -19,7 +20,7 @@ import torch
 from ..eval.evaluate import evaluate
 from ..eval.metrics import summarize
 from . import checkpoint as ckpt
-from . import dist, fsdp
+from . import dist, fsdp, prefetch
 from .collect import collect
 from .completions import StepRows
 from .log import StepLog
@@ -84,6 +85,9 @@ def train_step(run: Run, step: int) -> tuple[dict, StepRows]:
     cfg, g = run.cfg, run.cfg.generation
     t0 = time.perf_counter()
     col = collect(run, step)                         # prompts -> rollouts -> rewards -> filter
+    cfg.sampler.update(run.sampler_state, col.prompt_items, col.prompt_correct)      # (read by the next draw)
+    cfg.allocation.update(run.alloc_state, col.prompt_items, col.prompt_correct)
+    prefetch.start(run, step + 1)                    # rollout.overlap: step+1 generates while this step trains
     m = dict(col.metrics)
     if col.batch.n:
         data = prepare(run, col)                     # training tensors; old-policy log-probs where needed
@@ -94,8 +98,6 @@ def train_step(run: Run, step: int) -> tuple[dict, StepRows]:
         col.seen.add_scores(scored.advantages, scored.keep)
         m.update(optimise(run, data, scored, step))  # num_iterations x (forward/backward, clip, AdamW)
     m.update(no_signal(col.seen, g.temperature))     # rows/no_signal: did any row get a non-zero advantage
-    cfg.sampler.update(run.sampler_state, col.prompt_items, col.prompt_correct)
-    cfg.allocation.update(run.alloc_state, col.prompt_items, col.prompt_correct)
     m["lr"] = run.sched.get_last_lr()[0]
     m.update(_memory(run.device))
     m["time/step"] = time.perf_counter() - t0

@@ -143,12 +143,20 @@ def _model_dir(cfg) -> str:
     """``model.path`` as given (a directory or a Hub id; './x' stays a directory), the offline tiny
     model built there first when asked."""
     path = cfg.model.path
-    if cfg.model.tiny:        # built once, by rank 0; the other processes wait for it
-        if dist.is_main() and not (Path(path) / "config.json").exists():
+    if cfg.model.tiny or path.startswith("base:"):   # built once, by rank 0; the other processes wait for it
+        if dist.is_main() and cfg.model.tiny and not (Path(path) / "config.json").exists():
             from ..model.tiny import build_tiny
 
             build_tiny(Path(path), seed=cfg.seed)
+        if dist.is_main() and path.startswith("base:"):
+            from ..model.pretrain import resolve
+
+            resolve(path)
         dist.barrier()
+        if path.startswith("base:"):
+            from ..model.pretrain import resolve
+
+            path = resolve(path)
     return path
 
 
@@ -216,7 +224,7 @@ def _adapt(run: Run) -> None:
     if is_lora(model):                          # base weights through the same modules, no copy
         ref = AdapterOff(model)
     else:
-        ref_dir = run.run_dir / "init" if (run.run_dir / "init").exists() else mc.path
+        ref_dir = run.run_dir / "init" if (run.run_dir / "init").exists() else _model_dir(cfg)
         ref = load_model(ref_dir, mc.dtype, run.device).eval().requires_grad_(False)
         if run.sharded:
             fsdp.shard(ref, autocast_dtype(mc.autocast))

@@ -2,7 +2,8 @@
 
 A from-scratch tiny model produces no parseable answers, so RL has no reward signal.
 The demo first fine-tunes it on task items rendered as ``template(question)`` ->
-``target.format(answer=...)`` + EOS (loss on the target tokens only). Optionally it
+``target.format(answer=..., **meta)`` + EOS (loss on the target tokens only; ``{trace}`` is a
+step-by-step solution where the task provides one, e.g. ``chains``). Optionally it
 stops as soon as greedy accuracy on a dev set drawn from the *training* distribution
 reaches ``stop_at_accuracy`` (the eval split is never used), which makes the starting
 accuracy of RL less dependent on the seed (shared/notes/tiny-demo-feasibility.md).
@@ -18,6 +19,7 @@ from ..model.forward import completion_logprobs
 from ..prompts.render import render
 from ..rewards.verify import verify_item
 from ..rollout import generate
+from ..tasks.base import target_text
 
 
 def _encode_pairs(tokenizer, prompts, targets, device):
@@ -48,7 +50,7 @@ def warm_start(model, tokenizer, task, template, cfg, eos_ids, max_new_tokens: i
     for step in range(1, cfg.steps + 1):
         items = [task.sample_train(rng) for _ in range(cfg.batch_size)]
         prompts = [render(template, it, tokenizer) for it in items]
-        targets = [cfg.target.format(answer=it.answer) for it in items]
+        targets = [target_text(cfg.target, it) for it in items]
         p_ids, p_mask, c_ids, c_mask = _encode_pairs(tokenizer, prompts, targets, device)
         logp, _ = completion_logprobs(model, p_ids, p_mask, c_ids, c_mask)
         loss = -(logp * c_mask).sum() / c_mask.sum()

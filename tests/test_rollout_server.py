@@ -1,0 +1,226 @@
+"""The rollout server (``groupo serve-rollouts``) and ``rollout.name=server``: the server in a
+subprocess gives exactly the colocated samples and weights, follows every update, fails in one
+line when unreachable; overlap (one-step off-policy) records each row's weights version."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from groupo.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS = 3
+BASE = ["model.tiny=false", "model.threads=1", "generation.group_size=4", "generation.prompts_per_step=3",
+        "generation.max_new_tokens=6", f"train.steps={STEPS}", "train.micro_batches=2", "train.lr=1e-2",
+        "warmstart.steps=0", "task.name=lego", "task.eval_size=4", "eval.n=4", "eval.before=false",
+        "eval.after=false", "log.tensorboard=false", "log.progress=false", "log.completions_per_step=64",
+        "checkpoint.every=0", "generation.temperature=1.5"]
+VOLATILE = ("time/", "mem/", "tokens_per_s", "rollout/", "tis/")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_dir, tmp_path_factory):
+    """``groupo serve-rollouts`` on a free port in a subprocess (stopped at the end of the module)."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "groupo", "serve-rollouts", "--model", str(tiny_dir),
+                                 "--port", "0", "--threads", "1", "--weights-dir", str(log.parent / "weights")],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 120
+    while "serving rollouts" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    url = log.read_text().split(" on ", 1)[1].split()[0]
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _reward(tmp_path):
+    """A reward that varies within groups even for a random model, so every update moves the weights."""
+    f = tmp_path / "varied.py"
+    f.write_text("def reward(completions, **kw):\n    return [float(len(c) % 3) for c in completions]\n")
+    return f"rewards=[{{name: python, path: {f}}}]"
+
+
+def _train(out: Path, tiny_dir, *over) -> list:
+    assert main(["train", "grpo", "--out", str(out), f"model.path={tiny_dir}", *BASE, *over]) == 0
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _stable(rows) -> list:
+    return [{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in rows]
+
+
+def _samples(out: Path) -> list:
+    return [(r["step"], r["prompt"], r["completion"]) for r in map(json.loads, (out / "completions.jsonl").open())]
+
+
+def _final(out: Path):
+    from safetensors.torch import load_file
+
+    ck = out / f"checkpoints/step_{STEPS}"
+    return load_file(str(ck / "model.safetensors")), torch.load(ck / "state.pt", weights_only=False)
+
+
+@pytest.mark.parametrize("per_prompt", [True, False])
+def test_server_run_equals_colocated_run(server, tiny_dir, tmp_path, per_prompt):
+    """Same samples, metrics, final weights and generator state as colocated generation; the
+    weights were pushed after every update and the server's model equals the trainer's."""
+    from groupo.rollout import remote
+    from groupo.rollout.transport import weights_digest
+
+    over = [_reward(tmp_path), f"generation.seed_per_prompt={str(per_prompt).lower()}"]
+    local = _train(tmp_path / "local", tiny_dir, *over)
+    remote_rows = _train(tmp_path / "remote", tiny_dir, *over, "rollout.name=server", f"rollout.url={server}",
+                         "rollout.tis_cap=0")
+    assert _samples(tmp_path / "remote") == _samples(tmp_path / "local")
+    assert _stable(remote_rows) == _stable(local)
+    assert all(r["grad_norm"] > 0 for r in local)             # the weights moved at every step
+    w_local, s_local = _final(tmp_path / "local")
+    w_remote, s_remote = _final(tmp_path / "remote")
+    assert w_local.keys() == w_remote.keys()
+    assert all(torch.equal(w_local[k], w_remote[k]) for k in w_local)          # bit-identical
+    assert torch.equal(s_local["gen_rng"], s_remote["gen_rng"])                # the step generator advanced alike
+    assert [r["rollout/version_min"] for r in remote_rows] == [0, 1, 2]        # sampled by the current weights
+    assert all(r["rollout/staleness_max"] == 0 for r in remote_rows)
+    client = remote._CLIENT
+    assert client.version == STEPS                                             # one push per update
+    loaded = client.check_load(digest=True)                                    # the server loads the last one
+    assert loaded["version"] == STEPS and loaded["digest"] == weights_digest(w_remote.items())
+
+
+def test_generate_matches_colocated_sampler(server, tiny):
+    """One call through the server against groupo's sampler in this process: same tokens, masks,
+    texts and final generator states (one generator, or one per prompt); the returned log-probs
+    are those of the sampled tokens under the sampler's logits."""
+    from groupo.model.load import eos_ids
+    from groupo.model.logprobs import build_inputs, token_logprobs
+    from groupo.registry import build
+    from groupo.rollout.hf import generate
+
+    model, tok = tiny
+    backend = build("rollout", "server", {"url": server})
+    backend.prepare(model)
+    prompts, sizes, eos = ["1+1=", "what is 2*3?", "xy"], [3, 0, 4], eos_ids(tok, model)
+
+    def gens(per_prompt):
+        return [torch.Generator().manual_seed(10 + j) for j in range(3)] if per_prompt else torch.Generator().manual_seed(7)
+
+    for per_prompt, kw in ((True, {}), (False, {"top_p": 0.9, "top_k": 20})):
+        g_srv, g_loc = gens(per_prompt), gens(per_prompt)
+        a = backend.generate(model, tok, prompts, sizes, 10, eos, 1.3, generator=g_srv, **kw)
+        b = generate(model, tok, prompts, sizes, 10, eos, 1.3, generator=g_loc, decode="lean", **kw)
+        for f in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "truncated", "group"):
+            assert torch.equal(getattr(a, f), getattr(b, f)), f
+        assert a.texts == b.texts
+        for x, y in zip(g_srv if per_prompt else [g_srv], g_loc if per_prompt else [g_loc]):
+            assert torch.equal(x.get_state(), y.get_state())
+        ids, attn, pos = build_inputs(a.prompt_ids, a.prompt_mask, a.completion_ids, a.completion_mask)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, a.prompt_ids.shape[1] - 1:-1]
+        ref, _ = token_logprobs(logits.float(), a.completion_ids, 1.3, False)
+        m = a.completion_mask.bool()
+        assert torch.allclose(a.sampler_logp[m], ref[m], atol=1e-4)
+        assert (a.sampler_logp[~m] == 0).all() and (a.policy_version == 0).all()
+
+
+def test_overlap_rows_carry_the_scheduled_version(server, tiny_dir, tmp_path, capsys, monkeypatch):
+    """rollout.overlap: step 1 is sampled by version 0, step t >= 2 by version t-2 while the
+    trainer holds t-1 (staleness 1); prompts are those of the synchronous run, the prefetched
+    request is always the one the step asks for, and the old log-probs the importance weights
+    use come from the current weights (they differ from the sampler's only when rows are stale)."""
+    from groupo.train import loop
+
+    gaps = []
+
+    def spy(*args, **kw):          # mean |old log-prob - sampler log-prob| of each step's tokens
+        m = args[1].bool()
+        gaps.append(float((kw["old_logp"] - kw["sampler_logp"])[m].abs().mean()))
+        return score(*args, **kw)
+
+    score = loop.score
+    monkeypatch.setattr(loop, "score", spy)
+    over = [_reward(tmp_path), "generation.seed_per_prompt=true", "rollout.name=server", f"rollout.url={server}",
+            "rollout.tis_cap=2"]
+    sync = _train(tmp_path / "sync", tiny_dir, *over)
+    rows = _train(tmp_path / "overlap", tiny_dir, *over, "rollout.overlap=true")
+    assert "prefetched request differs" not in capsys.readouterr().out
+    assert [(r["rollout/version_min"], r["rollout/version_max"]) for r in rows] == [(0, 0), (0, 0), (1, 1)]
+    assert [(r["rollout/staleness_mean"], r["rollout/staleness_max"]) for r in rows] == [(0, 0), (1, 1), (1, 1)]
+    assert [r["rollout/staleness_max"] for r in sync] == [0, 0, 0]
+    prompts = lambda out: [(s, p) for s, p, _ in _samples(out)]  # noqa: E731
+    assert prompts(tmp_path / "overlap") == prompts(tmp_path / "sync")
+    assert _samples(tmp_path / "overlap")[:12] == _samples(tmp_path / "sync")[:12]      # step 1: same weights
+    assert max(gaps[:STEPS]) < 1e-4 and gaps[STEPS] < 1e-4                  # on-policy: decode vs forward only
+    assert min(gaps[STEPS + 1:]) > 1e-3                                     # one update old
+
+
+def test_overlap_with_frozen_weights_is_the_synchronous_run(server, tiny_dir, tmp_path):
+    """lr 1e-30: the float32 weights never change (an update far below their rounding), so the
+    one-step-old samples are the synchronous ones (the prefetch plans exactly the request of the
+    step); only the version bookkeeping differs."""
+    over = [_reward(tmp_path), "train.lr=1e-30", "rollout.name=server", f"rollout.url={server}", "rollout.tis_cap=0"]
+    sync = _train(tmp_path / "sync", tiny_dir, *over)
+    lag = _train(tmp_path / "lag", tiny_dir, *over, "rollout.overlap=true")
+    assert _samples(tmp_path / "lag") == _samples(tmp_path / "sync")
+    assert _stable(lag) == _stable(sync)
+    assert [r["rollout/staleness_max"] for r in lag] == [0, 1, 1]
+
+
+def test_unreachable_server_is_one_line_before_training(tiny_dir, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:          # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    rc = main(["train", "grpo", "--out", str(out), f"model.path={tiny_dir}", *BASE, "rollout.name=server",
+               f"rollout.url=http://127.0.0.1:{port}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err, err
+    assert f"rollout server http://127.0.0.1:{port} is unreachable" in err and "groupo serve-rollouts" in err
+    assert not (out / "metrics.jsonl").exists()
+
+
+def test_server_errors_come_back_in_one_line(server, tiny):
+    from groupo.model.load import ModelError
+    from groupo.rollout.remote import Client
+
+    model, tok = tiny
+    client = Client(server, 30)
+    client.connect()
+    with pytest.raises(ModelError, match=r"rollout server http://.*/generate: 'decode' must be one of"):
+        client.generate({"prompts": ["a"], "group_sizes": [1], "max_new_tokens": 2, "eos_ids": [0],
+                         "decode": "fast"}, 0)
+    with pytest.raises(ModelError, match="the pushed weights do not fit the server's model"):
+        client.transport.push([("not.a.weight", torch.zeros(2))], client.session, 0)
+        client.check_load()
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_session(server, tiny_dir, tmp_path):
+    """torchrun, 2 processes: rank 0 pushes for both (one session), each rank sends its share of
+    prompts; bit-identical to 2 colocated processes, and overlap keeps the schedule."""
+    over = [f"model.path={tiny_dir}", *BASE, _reward(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+    def run(name, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "groupo",
+               "train", "grpo", "--out", str(tmp_path / name), *over, *extra]
+        done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    run("local")
+    rows = run("remote", "rollout.name=server", f"rollout.url={server}", "rollout.tis_cap=0")
+    lag = run("overlap", "rollout.name=server", f"rollout.url={server}", "rollout.overlap=true")
+    w_local, w_remote = _final(tmp_path / "local")[0], _final(tmp_path / "remote")[0]
+    assert all(torch.equal(w_local[k], w_remote[k]) for k in w_local)
+    assert [r["rollout/version_min"] for r in rows] == [0, 1, 2]
+    assert [(r["rollout/version_min"], r["rollout/staleness_max"]) for r in lag] == [(0, 0), (0, 1), (1, 1)]
