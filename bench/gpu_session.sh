@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# One short, prepared GPU session (about 8 minutes on one H100): what a lent GPU machine checks.
+# One short, prepared GPU session (under 10 minutes on one H100/H200): what a lent GPU machine checks.
+# Checks 6 (rollout server) and 7 (FSDP2 on nccl) are bench/gpu_scale.py's; afterwards, here:
+#   python bench/gpu_scale.py report OUT --doc docs/gpu.md --header "machine, date, versions"
 # Run from the repository root on a machine whose python3 has torch with CUDA, transformers and
 # peft; math-verify and its two dependencies come as wheels in .whl/ when the machine has no index.
 #   OUT=/some/dir bash bench/gpu_session.sh
@@ -21,25 +23,47 @@ python3 -c "import sys, torch, transformers; print('python', sys.version.split()
 python3 -c "import peft, math_verify; print('peft', peft.__version__)" || echo "missing peft or math_verify"
 python3 -m pip list 2>/dev/null | grep -i -E "^(vllm|trl|accelerate|datasets|pyarrow|pandas|xdist|pytest-xdist|flash|triton) " || true
 T0=$(date +%s)
-BUDGET="${BUDGET:-480}"   # seconds for the whole script; the test suite gets what is left
-ONLY="${ONLY:-1 2 3 4 5}"   # which numbered checks to run, e.g. ONLY="1 5"
+BUDGET="${BUDGET:-560}"   # seconds for the whole script; the test suite gets what is left
+ONLY="${ONLY:-1 2 3 4 5 6 7}"   # which numbered checks to run (they run in the order 1 6 7 2 4 3 5), e.g. ONLY="1 5"
 step() { echo; echo "=== $1 (t=$(( $(date +%s) - T0 )) s)"; }
-want() { [[ " $ONLY " == *" $1 "* ]]; }
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+# want N SECONDS: check N is asked for and SECONDS of the budget are left (else it says it skips)
+want() {
+  [[ " $ONLY " == *" $1 "* ]] || return 1
+  if [ "$(left)" -lt "${2:-0}" ]; then echo "=== $1 skipped: $(left) s of the budget left, it needs $2"; return 1; fi
+}
 
-if want 1; then
+if want 1 100; then
 step "1. gpu_smoke, tiny model (hidden 256), float32 weights + bf16 autocast, gradient checkpointing"
-timeout 120 python3 bench/gpu_smoke.py --out "$WORK/smoke_autocast" --steps 6 --skip-vllm
+timeout 100 python3 bench/gpu_smoke.py --out "$WORK/smoke_autocast" --steps 6 --skip-vllm
 cp "$WORK/smoke_autocast/summary.json" "$OUT/smoke_autocast.json" 2>/dev/null
 fi
 
-if want 2; then
+if want 6 150; then
+step "6. rollout server on the GPU (groupo serve-rollouts --device cuda): colocated vs server vs overlap"
+timeout 150 python3 bench/gpu_scale.py server --out "$WORK/scale_server" --steps 8 --timeout 60
+cp "$WORK/scale_server/server.json" "$OUT/server.json" 2>/dev/null
+fi
+
+if want 7 180; then
+step "7. FSDP2 and data parallel on nccl, one process per GPU (at most 2): dist_check's cases vs one process"
+timeout 180 python3 bench/gpu_scale.py fsdp --out "$WORK/scale_fsdp" --timeout 170
+cp "$WORK/scale_fsdp/fsdp.json" "$OUT/fsdp.json" 2>/dev/null
+fi
+
+if want 2 60; then
 step "2. gpu_smoke, same model, bf16 weights"
-timeout 90 python3 bench/gpu_smoke.py --out "$WORK/smoke_bf16" --steps 6 --skip-vllm --precision bf16 \
+timeout 60 python3 bench/gpu_smoke.py --out "$WORK/smoke_bf16" --steps 6 --skip-vllm --precision bf16 \
   --model "$WORK/smoke_autocast/tiny_model"
 cp "$WORK/smoke_bf16/summary.json" "$OUT/smoke_bf16.json" 2>/dev/null
 fi
 
-if want 3; then
+if want 4 45; then
+step "4. Prefix Grouper forward+backward on the GPU (prompt 512, completion 64, G=8)"
+timeout 45 python3 bench/prefix_bench.py --device cuda --reps 5 2>&1 | tail -8
+fi
+
+if want 3 160; then
 step "3. a ~400M-parameter Llama-shaped model (random weights, character tokenizer): 4 steps, 256 new tokens"
 python3 -c "
 from groupo.model.tiny import build_tiny
@@ -60,12 +84,7 @@ EOF
 done
 fi
 
-if want 4; then
-step "4. Prefix Grouper forward+backward on the GPU (prompt 512, completion 64, G=8)"
-timeout 45 python3 bench/prefix_bench.py --device cuda --reps 5 2>&1 | tail -8
-fi
-
-if want 5; then
+if want 5 60; then
 step "5. the default test suite on this software stack (CPU tests, 8 workers)"
 if python3 -c "import xdist" 2>/dev/null; then XD=(-n 8); else XD=(); fi
 timeout $(( BUDGET - ($(date +%s) - T0) )) python3 -m pytest -q -p no:cacheprovider "${XD[@]}" ${PYTEST_ARGS:-} 2>&1 | tail -40

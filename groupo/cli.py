@@ -58,7 +58,7 @@ def cmd_train(args, recipe: str | None, base: dict | None = None) -> int:
         cfg.log.line_every = cfg.log.line_every or 10
     results = run(cfg, run_dir, resume=args.resume, console=console, progress=progress)
     before, after = results.get("before", {}).get("accuracy"), results.get("after", {}).get("accuracy")
-    if before is not None and after is not None:
+    if before is not None and after is not None and os.environ.get("RANK", "0") == "0":    # rank 0 speaks
         console.print(f"[bold]held-out accuracy: {before:.3f} -> {after:.3f} ({100 * (after - before):+.1f} points)[/]")
     return 0
 

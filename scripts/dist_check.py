@@ -1,5 +1,7 @@
 """Two processes vs one: the weights after training steps must agree (make test-dist).
 
+``--device cuda --nproc N`` runs the same cases on GPUs with nccl (bench/gpu_session.sh).
+
 For each case, trains the same recipe (a) in this process and (b) with ``torchrun
 --nproc_per_node 2`` (gloo on CPU), both with per-prompt sampling seeds so the global batch
 is the same, and prints the largest absolute weight difference. Exit status 1 when any
@@ -32,6 +34,8 @@ CASES = {
     "fsdp_dapo_refill": ["train.parallel=fsdp", "aggregation.name=token_mean", "filter.name=zero_variance",
                          "filter.refill=true", "filter.max_rounds=2", "objective.eps_high=0.28"],
     "fsdp_iters2_kl": ["train.parallel=fsdp", "train.num_iterations=2", "kl.name=k3", "kl.coef=0.05"],
+    # LoRA adapters sharded with the frozen base; the KL reference is the base with adapters off
+    "fsdp_lora_kl": ["train.parallel=fsdp", "model.lora_r=4", "model.lora_alpha=8", "kl.name=k3", "kl.coef=0.05"],
     # one prompt: one rank has no row at all (zero-weight passes keep the collectives in step); and a
     # step with no row to train anywhere leaves AdamW's state alone, as one process does
     "rank_without_rows": ["generation.prompts_per_step=1"],
@@ -39,8 +43,8 @@ CASES = {
 }
 
 
-def overrides(model_dir: Path, reward: Path, case: str) -> list[str]:
-    return [f"model.path={model_dir}", "model.tiny=false", "model.threads=1", "generation.group_size=4",
+def overrides(model_dir: Path, reward: Path, case: str, device: str = "cpu") -> list[str]:
+    return [f"model.path={model_dir}", f"model.device={device}", "model.tiny=false", "model.threads=1", "generation.group_size=4",
             "generation.prompts_per_step=6", "generation.max_new_tokens=5", "generation.temperature=1.5",
             "generation.seed_per_prompt=true", "train.steps=2", "train.lr=2e-4", "train.micro_batches=2",
             "warmstart.steps=0", "eval.before=false", "eval.after=false", "log.tensorboard=false",
@@ -52,8 +56,9 @@ def overrides(model_dir: Path, reward: Path, case: str) -> list[str]:
 def max_diff(a: Path, b: Path) -> float:
     from safetensors.torch import load_file
 
-    wa = load_file(a / "checkpoints/step_2/model.safetensors")
-    wb = load_file(b / "checkpoints/step_2/model.safetensors")
+    name = "model.safetensors" if (a / "checkpoints/step_2/model.safetensors").exists() else "adapter_model.safetensors"
+    wa = load_file(a / "checkpoints/step_2" / name)      # LoRA runs save their adapters
+    wb = load_file(b / "checkpoints/step_2" / name)
     return max(float((wa[k] - wb[k]).abs().max()) for k in wa)
 
 
@@ -61,6 +66,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--tol", type=float, default=1e-5)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="cuda: nccl, one GPU per process (bench/gpu_session.sh)")
+    ap.add_argument("--nproc", type=int, default=2, help="processes of the torchrun side (default 2)")
     args = ap.parse_args()
     from groupo.model.tiny import build_tiny
 
@@ -72,11 +80,11 @@ def main() -> int:
         reward.write_text("def reward(completions, **kw):\n    return [float(len(c) % 3) for c in completions]\n")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         for case in args.cases.split(","):
-            over = overrides(model, reward, case)
+            over = overrides(model, reward, case, args.device)
             base = [sys.executable, "-m", "groupo", "train", "demo", *over]
             subprocess.run([*base, "--out", str(tmp / case / "one")], check=True, env=env,
                            stdout=subprocess.DEVNULL)
-            torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+            torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc)]
             out = subprocess.run([*torchrun, "-m", "groupo", "train", "demo", *over, "--out", str(tmp / case / "two")],
                                  env=env, capture_output=True, text=True)
             if out.returncode != 0:
@@ -87,7 +95,7 @@ def main() -> int:
             d = max_diff(tmp / case / "one", tmp / case / "two")
             worst = max(worst, d)
             ok = d <= args.tol
-            print(f"dist-check {case}: max |w_1proc - w_2proc| = {d:.3e} ({'ok' if ok else 'FAIL'})", flush=True)
+            print(f"dist-check {case}: max |w_1proc - w_{args.nproc}proc| = {d:.3e} ({'ok' if ok else 'FAIL'})", flush=True)
             if not ok:
                 failed.append(case)
     print(f"dist-check: largest weight difference over {len(args.cases.split(','))} cases = {worst:.3e} "

@@ -7,6 +7,7 @@
   docs/scaling.md is the script's output (slow: a CPU dry run of the script's checks).
 Nothing here needs a GPU; docs/gpu.md says what has not run on one yet."""
 import json
+import os
 import math
 import subprocess
 import sys
@@ -153,3 +154,60 @@ def test_gpu_smoke_checks_dry_run_on_cpu_with_the_fake_engine(fake_vllm, tiny_di
     gs.RESULTS.clear()
     gs.run_train(args, tiny_dir, tmp_path / "smoke", "lean")
     assert gs.RESULTS[0]["status"] == "OK" and gs.RESULTS[0]["steps"] == 1, gs.RESULTS
+
+
+def _gpu_scale_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_scale", ROOT / "bench/gpu_scale.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_session_results_are_written_between_the_markers(tmp_path):
+    """bench/gpu_scale.py report: every check of a session's OUT/*.json in one table, written into
+    docs/gpu.md in place of the previous session's (the text around the markers kept)."""
+    gs = _gpu_scale_module()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "server.json").write_text(json.dumps([{"check": "train server", "status": "OK", "step_s": 0.61234},
+                                                 {"check": "overlap / synchronous step time", "status": "OK",
+                                                  "ratio": 0.736}]))
+    (out / "fsdp.json").write_text(json.dumps([{"check": "fsdp fsdp_grpo (1 GPU)", "status": "FAIL",
+                                                "max_abs_diff": 3e-3}]))
+    (out / "session.log").write_text("not json")
+    table = gs.report(out)
+    assert table.splitlines()[2:] == ["| fsdp | fsdp fsdp_grpo (1 GPU) | FAIL | max_abs_diff 0.003 |",
+                                      "| server | train server | OK | step_s 0.6123 |",
+                                      "| server | overlap / synchronous step time | OK | ratio 0.736 |"]
+    doc = tmp_path / "gpu.md"
+    doc.write_text("# GPU checks\n\nintro\n")
+    gs.write_doc(doc, table, "H200, first")
+    gs.write_doc(doc, table.replace("FAIL", "OK"), "H200, second")
+    text = doc.read_text()
+    assert text.startswith("# GPU checks\n\nintro\n") and text.count(gs.BEGIN) == 1 and "first" not in text
+    assert "| fsdp | fsdp fsdp_grpo (1 GPU) | OK |" in text and text.rstrip().endswith(gs.END)
+
+
+def test_gpu_session_script_parses_and_runs_the_scale_checks():
+    text = (ROOT / "bench/gpu_session.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(ROOT / "bench/gpu_session.sh")]).returncode == 0
+    assert "bench/gpu_scale.py server" in text and "bench/gpu_scale.py fsdp" in text
+    r = subprocess.run([sys.executable, str(ROOT / "bench/gpu_scale.py"), "fsdp", "--help"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "--cases" in r.stdout
+
+
+@pytest.mark.slow
+def test_gpu_scale_server_check_dry_run_on_cpu(tmp_path):
+    """The server check's own logic on CPU (about 75 s): server and colocated runs give the same
+    weights, the overlapped run logs a staleness of 1."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, str(ROOT / "bench/gpu_scale.py"), "server", "--device", "cpu", "--out",
+                        str(tmp_path), "--steps", "4", "--max-new", "16"], capture_output=True, text=True,
+                       timeout=600, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = {x["check"]: x for x in json.loads((tmp_path / "server.json").read_text())}
+    assert rows["server vs colocated weights"]["max_abs_diff"] == 0.0
+    assert rows["train server_overlap"]["staleness_max"] == 1
