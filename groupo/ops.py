@@ -100,3 +100,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     mask = mask.to(x.dtype)
     return (x * mask).sum() if dim is None else (x * mask).sum(dim)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """verl's ``masked_whiten``: (x - mu) * rsqrt(var + eps), mu the mean and var the
+    Bessel-corrected variance of x over the entries where mask is 1; 0 where mask is 0 (verl
+    leaves the shifted value there; every loss masks it). Fewer than 2 entries: zeros."""
+    m = mask.to(x.dtype)
+    n = m.sum()
+    if n < 2:
+        return torch.zeros_like(x)
+    mu = (x * m).sum() / n
+    var = ((x - mu) ** 2 * m).sum() / (n - 1)
+    return (x - mu) * torch.rsqrt(var + eps) * m

@@ -65,7 +65,24 @@ class Shaping(Component, Protocol):
 
 @runtime_checkable
 class Advantage(Component, Protocol):
-    """Per-row advantages [N], a keep mask [N] and per-row weights [N]."""
+    """Per-row advantages [N] (per-token [N, T] when ``per_token``), a keep mask [N] and per-row
+    weights [N]. Optional inputs the loop provides when a component asks:
+
+    * ``needs_greedy``: one greedy (temperature 0) completion per prompt, generated with the
+      rollout backend and scored with the reward functions, not trained on; its reward reaches
+      ``batch.extra["greedy_reward"]`` [P], one value per group id (ReMax);
+    * ``needs_values``: ``batch.extra["values"]`` [N, T], the critic's values V(s_t) of the
+      completion tokens before the update (the ``critic`` section; PPO with GAE);
+    * ``needs_ref_logp``: ``batch.extra["old_logp"]`` and ``["ref_logp"]`` [N, T] (the old and
+      the reference policy's token log-probs: a KL penalty folded into the rewards).
+
+    ``per_token``: the advantages are [N, T] (the objective must accept them: its
+    ``token_advantages``) and ``AdvantageResult.returns`` [N, T] holds the critic's targets."""
+
+    needs_greedy: ClassVar[bool] = False
+    needs_values: ClassVar[bool] = False
+    needs_ref_logp: bool = False
+    per_token: ClassVar[bool] = False
 
     def __call__(self, batch: Batch) -> AdvantageResult: ...
 
@@ -99,10 +116,12 @@ class Objective(Component, Protocol):
     """The per-token surrogate loss [N, T] (minimised) and token metrics. ``full_batch``
     objectives are not sums over tokens and implement ``batch_loss`` instead (DisCO).
     ``zero_advantage_no_gradient``: a row with advantage 0 adds exactly nothing to the loss, so
-    the loop may skip its forward and backward passes."""
+    the loop may skip its forward and backward passes. ``token_advantages``: ``advantages`` may
+    be per-token [N, T] (a ``per_token`` advantage such as GAE) as well as per-row [N]."""
 
     full_batch: ClassVar[bool] = False
     zero_advantage_no_gradient: ClassVar[bool] = False
+    token_advantages: ClassVar[bool] = False
 
     def __call__(self, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                  mask: torch.Tensor) -> tuple[torch.Tensor, dict]: ...
@@ -126,6 +145,20 @@ class KL(Component, Protocol):
     coef: float
 
     def __call__(self, logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Critic(Component, Protocol):
+    """A learned value function for advantages that need ``batch.extra["values"]`` (GAE).
+    ``active`` False (``none``): no value model. Active: the loop builds a value model (the
+    policy's architecture with a scalar head, train/critic.py), computes V_old [N, T] before the
+    update and trains it with its own optimizer on the same micro-batches; ``__call__`` is the
+    per-token value loss [N, T] (minimised) and per-token metrics."""
+
+    active: ClassVar[bool] = False
+
+    def __call__(self, values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict]: ...
 
 
 @runtime_checkable
@@ -240,7 +273,7 @@ class Forward(Component, Protocol):
 
 AXES: dict[str, type] = {
     "task": Task, "reward": Reward, "shaping": Shaping, "advantage": Advantage, "weighting": Weighting,
-    "filter": Filter, "objective": Objective, "aggregation": Aggregation, "kl": KL, "sampler": Sampler,
+    "filter": Filter, "objective": Objective, "aggregation": Aggregation, "kl": KL, "critic": Critic, "sampler": Sampler,
     "allocation": Allocation, "replay": Replay, "template": Template, "rollout": RolloutBackend, "forward": Forward,
 }
 

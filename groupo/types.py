@@ -73,7 +73,8 @@ class Batch:
 class AdvantageResult:
     """What every advantage component returns (the public ``compute_advantages`` result)."""
 
-    advantages: torch.Tensor   # [N] float
+    advantages: torch.Tensor   # [N] float ([N, T] for a per-token advantage: GAE)
     keep: torch.Tensor         # [N] bool, False for rows that must not be trained
     weights: torch.Tensor      # [N] float, per-row (per-question) weights, 1.0 when unused
     metrics: dict[str, float] = field(default_factory=dict)
+    returns: torch.Tensor | None = None   # [N, T] value targets of a critic (per-token advantages: GAE)

@@ -40,6 +40,11 @@ CASES = {
     # step with no row to train anywhere leaves AdamW's state alone, as one process does
     "rank_without_rows": ["generation.prompts_per_step=1"],
     "fsdp_rank_without_rows": ["train.parallel=fsdp", "generation.prompts_per_step=1"],
+    # PPO's critic: V_old gathered from the ranks, GAE (whitened) on the global batch, the value model's
+    # gradients summed as the policy's (its weights are compared too); ReMax: each rank's greedy rows
+    "ppo_critic": ["advantage.name=gae", "critic.name=value", "critic.lr=1e-3", "aggregation.name=token_mean"],
+    "remax": ["advantage.name=remax", "objective.name=reinforce"],
+    "ppo_rank_without_rows": ["advantage.name=gae", "critic.name=value", "critic.lr=1e-3", "generation.prompts_per_step=1"],
 }
 
 
@@ -57,9 +62,13 @@ def max_diff(a: Path, b: Path) -> float:
     from safetensors.torch import load_file
 
     name = "model.safetensors" if (a / "checkpoints/step_2/model.safetensors").exists() else "adapter_model.safetensors"
-    wa = load_file(a / "checkpoints/step_2" / name)      # LoRA runs save their adapters
-    wb = load_file(b / "checkpoints/step_2" / name)
-    return max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+    diffs = []
+    for f in (name, "critic.safetensors"):     # LoRA runs save their adapters; a critic's weights are compared too
+        if (a / "checkpoints/step_2" / f).exists():
+            wa = load_file(a / "checkpoints/step_2" / f)
+            wb = load_file(b / "checkpoints/step_2" / f)
+            diffs += [float((wa[k] - wb[k]).abs().max()) for k in wa]
+    return max(diffs)
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ answer checker), `template` (prompt text), `sampler` (which prompts), `allocatio
 rollouts each), `replay` (R³ replay and reflection), rewards (`correct`, `format`, `python`, ...),
 `shaping` (transforms of the rewards), `advantage`, `weighting` (per-question weights),
 `filter` (which groups train), `objective` (per-token loss), `kl`, `aggregation` (how token
-losses are averaged), and how the model is run: `rollout` (the generation backend) and `forward`
+losses are averaged), `critic` (a value model for PPO's GAE; `none` otherwise), and how the model is run: `rollout` (the generation backend) and `forward`
 (how log-probs are computed; every path equals the naive one). A recipe (YAML) picks one per axis
 and sets their parameters; any key can be overridden on the command line
 (`advantage.name=mc_grpo objective.eps_high=0.28`). `groupo list [axis]` prints the same catalogue

@@ -119,9 +119,13 @@ class _FakeLLM:
                 g = torch.Generator().manual_seed(sp.seed + i) if sp.seed is not None else None
                 ids, lps = list(pr["prompt_token_ids"]), []
                 for _ in range(sp.max_tokens):
-                    logits = self.model(input_ids=torch.tensor([ids])).logits[0, -1].float() / sp.temperature
-                    logp = torch.log_softmax(logits, -1)
-                    tok = int(torch.multinomial(logp.exp(), 1, generator=g))
+                    logits = self.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+                    if sp.temperature == 0:          # greedy, as vLLM's temperature 0 (ReMax's baseline)
+                        logp = torch.log_softmax(logits, -1)
+                        tok = int(logp.argmax())
+                    else:
+                        logp = torch.log_softmax(logits / sp.temperature, -1)
+                        tok = int(torch.multinomial(logp.exp(), 1, generator=g))
                     ids.append(tok)
                     other = (tok + 1) % logp.shape[0]                     # vLLM also returns other entries
                     lps.append({other: Logprob(-99.0), tok: Logprob(float(logp[tok]))})

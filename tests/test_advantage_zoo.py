@@ -280,8 +280,16 @@ def test_all_equal_and_singleton_groups(method):
 @pytest.mark.parametrize("method", sorted(set(names("advantage")) | set(ZOO)))
 def test_every_registered_advantage_on_random_ragged_batch(method):
     b = _ragged(seed=3)
-    out = build("advantage", method, {})(b)
-    assert out.advantages.shape == (b.n,) and out.advantages.dtype == torch.float64
+    comp = build("advantage", method, {})
+    if comp.needs_greedy:          # ReMax: one greedy reward per group id (the loop fills it)
+        b.extra["greedy_reward"] = torch.rand(int(b.group.max()) + 1, generator=torch.Generator().manual_seed(4))
+    if comp.needs_values:          # GAE: the critic's values [N, T] over ragged completions
+        t = int(b.lengths.max())
+        b.completion_mask = (torch.arange(t)[None, :] < b.lengths[:, None]).to(torch.float64)
+        b.extra["values"] = torch.randn(b.n, t, generator=torch.Generator().manual_seed(5)) * b.completion_mask
+    out = comp(b)
+    shape = (b.n, int(b.lengths.max())) if comp.per_token else (b.n,)
+    assert out.advantages.shape == shape and out.advantages.dtype == torch.float64
     assert out.keep.shape == (b.n,) and out.keep.dtype == torch.bool
     assert out.weights.shape == (b.n,) and out.weights.is_floating_point()
     assert torch.isfinite(out.advantages).all() and torch.isfinite(out.weights).all()

@@ -20,7 +20,9 @@ def ragged_batch(seed=0):
                  reward_names=("correct", "format"), correct=comps[:, 0].clone(), lengths=mask.sum(1).long(),
                  truncated=mask.sum(1) == t, max_length=t, completion_mask=mask,
                  extra={"seq_logp": -torch.rand(n, generator=g, dtype=torch.float64),
-                        "tok_entropy": torch.rand(n, t, generator=g)})
+                        "tok_entropy": torch.rand(n, t, generator=g),
+                        "greedy_reward": torch.rand(4, generator=g, dtype=torch.float64),    # ReMax: per group id
+                        "values": torch.randn(n, t, generator=g) * mask})                    # GAE: critic's V_old
 
 
 def cases(axis):
@@ -33,7 +35,8 @@ def test_batch_components(axis, name):
     comp = build(axis, name, PARAMS.get((axis, name), {}))
     if axis == "advantage":
         res = comp(b)
-        assert res.advantages.shape == (b.n,) and torch.isfinite(res.advantages).all()
+        shape = (b.n, b.completion_mask.shape[1]) if comp.per_token else (b.n,)   # GAE: per token
+        assert res.advantages.shape == shape and torch.isfinite(res.advantages).all()
         assert res.keep.dtype == torch.bool and res.weights.shape == (b.n,)
     elif axis == "weighting":
         adv = build("advantage", "grpo", {})(b)

@@ -20,7 +20,7 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 COMPONENT_SECTIONS = {
     "task": ("task", "arithmetic"), "template": ("template", "chat"), "sampler": ("sampler", "uniform"),
     "advantage": ("advantage", "grpo"), "objective": ("objective", "ppo_clip"), "kl": ("kl", "none"),
-    "aggregation": ("aggregation", "seq_mean_token_mean"), "filter": ("filter", "none"),
+    "aggregation": ("aggregation", "seq_mean_token_mean"), "critic": ("critic", "none"), "filter": ("filter", "none"),
     "shaping": ("shaping", "none"), "weighting": ("weighting", "uniform"), "allocation": ("allocation", "fixed"),
     "replay": ("replay", "none"), "rollout": ("rollout", "lean"), "forward": ("forward", "auto"),
 }

@@ -1,5 +1,6 @@
 """Atomic checkpoints: ``RUN/checkpoints/step_N/`` with the model in Hugging Face format
-(plus tokenizer), and ``state.pt`` holding optimizer, scheduler, RNG and sampler state.
+(plus tokenizer), and ``state.pt`` holding optimizer, scheduler, RNG and sampler state (and, with
+a critic, ``critic.safetensors`` and the critic's optimizer state).
 
 A checkpoint is written into a temporary sibling directory and renamed into place only
 when complete, so a crash (or a full disk) never leaves a partial ``step_N``; the
@@ -41,8 +42,9 @@ def latest(run_dir: str | Path) -> tuple[int, Path] | None:
     return cps[-1] if cps else None
 
 
-def save(run_dir: str | Path, step: int, model, tokenizer, state: dict, keep: int = 2) -> Path:
-    """Write checkpoint ``step`` atomically; ``state`` is any torch-serialisable dict."""
+def save(run_dir: str | Path, step: int, model, tokenizer, state: dict, keep: int = 2, extra=None) -> Path:
+    """Write checkpoint ``step`` atomically; ``state`` is any torch-serialisable dict; ``extra``
+    (optional) writes more files into the checkpoint directory before it is renamed into place."""
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step}"
     tmp = root / f".tmp_step_{step}_{os.getpid()}"
@@ -54,6 +56,8 @@ def save(run_dir: str | Path, step: int, model, tokenizer, state: dict, keep: in
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        if extra is not None:
+            extra(tmp)
         faults.kill_if("ckpt", step)
         torch.save(state, tmp / "state.pt")
         _fsync_dir(tmp)
@@ -112,7 +116,11 @@ def save_run(run, step: int, snap: dict) -> None:
         return _save_sharded(run, step, snap)
     if run.main:
         state = {**snap, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(), "step": step}
-        path = save(run.run_dir, step, run.model, run.tokenizer, state, run.cfg.checkpoint.keep)
+        crit = run.critic
+        if crit is not None:        # the value model: its weights beside the policy's, its optimizer in state.pt
+            state["critic_optimizer"] = crit.opt.state_dict()
+        path = save(run.run_dir, step, run.model, run.tokenizer, state, run.cfg.checkpoint.keep,
+                    extra=None if crit is None else crit.save_into)
         run.say(f"checkpoint {path}")
     dist.barrier()
 

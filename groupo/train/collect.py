@@ -78,6 +78,7 @@ def collect(run, step: int = 0) -> Collected:
     parts, all_items, comps, t_gen, t_score, n_prompts = [], [], [], 0.0, 0.0, 0
     group_items, replayed_parts, owners, n_reflect, row_prompts = [], [], [], 0, []
     rounds, need, valid_groups = 0, g.prompts_per_step, 0
+    greedy = [] if cfg.advantage.needs_greedy else None      # per row: its prompt's greedy [reward, length]
     while True:
         rnd = plan_round(run, step, need, n_prompts, run.step_rng, run.gen, run.sampler_state, run.alloc_state,
                          run.replay_state)
@@ -87,9 +88,17 @@ def collect(run, step: int = 0) -> Collected:
         t0 = time.perf_counter()
         with fsdp.full_weights(run.model):        # sharded model: gathered once, every rank (even without prompts)
             roll, comp, rep, dt_gen = _generate_share(run, items[mine], prompts[mine], sizes[mine], gens, replay, step)
+            if greedy is not None:                # ReMax: one greedy completion per prompt, never trained on
+                t_g = time.perf_counter()
+                g_rows = _greedy_share(run, items[mine], prompts[mine], roll.group, step)    # [n, 2]
+                comp = torch.cat([comp, g_rows.to(comp.dtype)], dim=1)   # travels with the rows' rewards
+                dt_gen += time.perf_counter() - t_g
         t_gen += dt_gen
         t_score += time.perf_counter() - t0 - dt_gen
         roll, comp, rep, owner = _gather_round(roll, comp, rep, len(items[mine]), run.tokenizer.pad_token_id)
+        if greedy is not None:                    # the two greedy columns (reward, length) off again
+            comp, g_rows = comp[:, :-2], comp[:, -2:]
+            greedy.append(g_rows)
         row_items = [items[i] for i in roll.group.tolist()]
         row_prompts += [prompts[i] for i in roll.group.tolist()]
         replayed_parts.append(rep)
@@ -114,6 +123,9 @@ def collect(run, step: int = 0) -> Collected:
                  reward_weights=cfg.rewards.weights, reward_names=tuple(cfg.rewards.names), correct=correct,
                  lengths=roll.lengths.cpu(), truncated=roll.truncated.cpu(), max_length=g.max_new_tokens,
                  completion_mask=roll.completion_mask.cpu())
+    greedy_metrics = {}
+    if greedy is not None:
+        full.extra["greedy_reward"], greedy_metrics = _greedy_by_group(roll.group, torch.cat(greedy))
     keep = filt(full) & torch.isfinite(rewards)
     if filt.refill:  # DAPO: surplus valid groups are dropped
         kept_groups = torch.unique(roll.group[keep])[: g.prompts_per_step]
@@ -130,6 +142,7 @@ def collect(run, step: int = 0) -> Collected:
         metrics.update({"replay/rows": int(replayed.sum()), "replay/reflect_prompts": n_reflect,
                         "replay/groups": int(torch.unique(roll.group[replayed]).numel())})
     metrics.update(_group_accuracy(all_items, correct))
+    metrics.update(greedy_metrics)
     metrics.update(_staleness(roll, cfg.rollout.policy_version()))
     metrics.update({"time/gen": t_gen, "time/score": t_score, "filter/rounds": rounds + 1,
                     "filter/kept_groups": int(torch.unique(roll.group[keep]).numel()),
@@ -178,6 +191,38 @@ def _generate_share(run, items, prompts, sizes, gens, replay, step: int = 0):
                                     prompts=[row_prompts[i] for i in idx], completion_ids=[ids[i] for i in idx],
                                     state=state)
     return roll, comp, rep, dt
+
+
+def _greedy_share(run, items, prompts, row_group: torch.Tensor, step: int = 0) -> torch.Tensor:
+    """ReMax's baseline rows: one greedy completion of each of this rank's prompts (temperature 0,
+    the run's backend and length budget, no generator: the sampling streams are untouched),
+    scored by the run's reward functions. Returns [n_rows, 2]: for each sampled row, its
+    prompt's greedy reward (None/NaN from every reward -> 0) and greedy completion length."""
+    cfg, g, tok = run.cfg, run.cfg.generation, run.tokenizer
+    if not items:
+        return torch.zeros(0, 2)
+    roll = cfg.rollout.generate(run.model, tok, prompts, [1] * len(prompts), g.max_new_tokens, run.eos_ids, 0.0,
+                                1.0, 0, None, autocast=run.policy.autocast)
+    order = roll.group.tolist()                                   # prompt of each greedy row (one each)
+    comp = cfg.rewards(roll.texts, [items[j] for j in order], prompts=[prompts[j] for j in order],
+                       completion_ids=completion_ids(roll), state=trainer_state(step, cfg.train.steps))
+    per_prompt = torch.zeros(len(prompts), 2, dtype=comp.dtype)
+    per_prompt[roll.group.cpu(), 0] = torch.nan_to_num(cfg.rewards.combine(comp))
+    per_prompt[roll.group.cpu(), 1] = roll.lengths.cpu().to(comp.dtype)
+    return per_prompt[row_group.cpu()]                            # [n_rows, 2]
+
+
+def _greedy_by_group(group: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """``batch.extra["greedy_reward"]``: [max group id + 1], the greedy reward of each group id
+    (NaN for ids without rows), from the per-row [reward, length] ``rows`` [N, 2]; and the
+    step's ``remax/*`` metrics over its prompts."""
+    out = torch.full((int(group.max()) + 1 if group.numel() else 0,), float("nan"), dtype=torch.float64)
+    lengths = out.clone()
+    out[group.cpu()] = rows[:, 0].to(torch.float64)
+    lengths[group.cpu()] = rows[:, 1].to(torch.float64)
+    have = ~torch.isnan(out)
+    return out, {"remax/greedy_reward_mean": float(out[have].mean()) if have.any() else float("nan"),
+                 "remax/greedy_len_mean": float(lengths[have].mean()) if have.any() else float("nan")}
 
 
 def _gather_round(roll: Rollout, comp: torch.Tensor, rep: torch.Tensor, n_items: int, pad_id: int):

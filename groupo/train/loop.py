@@ -95,7 +95,7 @@ def train_step(run: Run, step: int) -> tuple[dict, StepRows]:
         scored = score(col.batch, col.rollout.completion_mask, cfg.components, g.max_new_tokens,
                        labels=[it.group for it in col.items], replayed=col.replayed, old_logp=data.old_logp,
                        sampler_logp=col.rollout.sampler_logp, tis_cap=cfg.rollout.tis_cap if tis else 0.0)
-        col.seen.add_scores(scored.advantages, scored.keep)
+        col.seen.add_scores(scored.row_advantages, scored.keep)
         m.update(optimise(run, data, scored, step))  # num_iterations x (forward/backward, clip, AdamW)
     m.update(no_signal(col.seen, g.temperature))     # rows/no_signal: did any row get a non-zero advantage
     m["lr"] = run.sched.get_last_lr()[0]

@@ -13,7 +13,7 @@ import torch
 from ..model.policy import Policy
 
 ROW_FIELDS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "token_weights",
-              "old_logp", "ref_logp", "group", "correct")
+              "old_logp", "ref_logp", "group", "correct", "old_values", "returns", "value_weights")
 
 
 @dataclass
@@ -24,12 +24,15 @@ class StepData:
     prompt_mask: torch.Tensor      # [N, Lp]
     completion_ids: torch.Tensor   # [N, T]
     completion_mask: torch.Tensor  # [N, T]
-    advantages: torch.Tensor | None = None     # [N]
+    advantages: torch.Tensor | None = None     # [N], or [N, T] from a per-token advantage (GAE)
     token_weights: torch.Tensor | None = None  # [N, T] aggregation weights (0 for rows not trained)
     old_logp: torch.Tensor | None = None  # [N, T] when num_iterations > 1 (or shaping needs it)
     ref_logp: torch.Tensor | None = None  # [N, T] when a KL penalty is on
     group: torch.Tensor | None = None     # [N] group ids (full-batch objectives such as DisCO)
     correct: torch.Tensor | None = None   # [N] task correctness 0/1
+    old_values: torch.Tensor | None = None     # [N, T] critic's values before the update (critic.name=value)
+    returns: torch.Tensor | None = None        # [N, T] the critic's targets (GAE returns)
+    value_weights: torch.Tensor | None = None  # [N, T] token weights of the value loss
     mine: torch.Tensor | None = None      # rows this process trains (several processes), else None
     seconds: float = 0.0                  # time spent on the old-policy log-probs
 
@@ -98,8 +101,13 @@ def high_entropy_mask(ent: torch.Tensor, tokens: torch.Tensor, quantile: float) 
 
 
 def accumulate_loss(policy: Policy, d: StepData, objective, kl, micro_batches: int, temperature: float,
-                    with_entropy: bool = True, top_entropy_quantile: float = 1.0) -> dict:
+                    with_entropy: bool = True, top_entropy_quantile: float = 1.0, critic=None,
+                    train_policy: bool = True) -> dict:
     """Forward + backward over micro-batches; returns step metrics (gradients are left in .grad).
+
+    ``critic`` (a ``train.critic.CriticRun``): its value loss is computed and back-propagated on
+    the same micro-batches (``critic/loss``); ``train_policy`` False (the critic's warm-up steps):
+    the policy's forward and backward are left out.
 
     ``top_entropy_quantile`` < 1 ("Beyond the 80/20 rule", arXiv 2506.01939; TRL's option of
     the same name): the policy loss keeps only the tokens whose entropy is in the top quantile
@@ -114,15 +122,27 @@ def accumulate_loss(policy: Policy, d: StepData, objective, kl, micro_batches: i
     sums = {"loss": 0.0, "time/forward": 0.0, "time/backward": 0.0}
     tok_sums: dict[str, float] = {}
     n_tok = 0.0
+    if critic is not None:
+        sums["critic/loss"] = 0.0
     for sl in micro_slices(d.completion_ids.shape[0], micro_batches):
         t0 = time.perf_counter()
         ps, cs = _trim(sl, d)
         mask = d.completion_mask[sl, cs].float()
         w = d.token_weights[sl, cs].to(torch.float32)
+        trained = mask * (w > 0).float()
+        if critic is not None:
+            closs, cm = critic.micro_step(d, sl, ps, cs)
+            sums["critic/loss"] += closs
+            for k, v in cm.items():
+                tok_sums[k] = tok_sums.get(k, 0.0) + float((v.detach().float() * trained).sum())
+            if not train_policy:
+                n_tok += float(trained.sum())
+                continue
         logp, ent = policy.logprobs(d.prompt_ids[sl, ps], d.prompt_mask[sl, ps], d.completion_ids[sl, cs],
                                     d.completion_mask[sl, cs], temperature, with_entropy=with_entropy or select)
         old = d.old_logp[sl, cs] if d.old_logp is not None else logp.detach()
-        loss_tok, m = objective(logp, old, d.advantages[sl], mask)        # [n, t]
+        adv = d.advantages[sl] if d.advantages.dim() == 1 else d.advantages[sl, cs]    # [n] or [n, t]
+        loss_tok, m = objective(logp, old, adv, mask)                     # [n, t]
         if select:
             keep = high_entropy_mask(ent, mask * (w > 0), top_entropy_quantile)
             loss_tok = loss_tok * keep
@@ -141,7 +161,6 @@ def accumulate_loss(policy: Policy, d: StepData, objective, kl, micro_batches: i
         sums["time/forward"] += t1 - t0
         sums["time/backward"] += time.perf_counter() - t1
         sums["loss"] += float(loss.detach())
-        trained = mask * (w > 0).float()
         n_tok += float(trained.sum())
         for k, v in m.items():
             tok_sums[k] = tok_sums.get(k, 0.0) + float((v.detach().float() * trained).sum())

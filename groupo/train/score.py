@@ -22,11 +22,25 @@ from ..types import Batch
 @dataclass
 class Scored:
     batch: Batch                  # the batch after shaping
-    advantages: torch.Tensor      # [N] (float64)
+    advantages: torch.Tensor      # [N] (float64), or [N, T] from a per-token advantage (GAE)
     keep: torch.Tensor            # [N] bool, rows that are trained
     row_weights: torch.Tensor     # [N] per-row loss weights
     token_weights: torch.Tensor   # [N, T], 0 on padding and on rows not trained
     metrics: dict = field(default_factory=dict)
+    returns: torch.Tensor | None = None   # [N, T] the critic's targets (per-token advantages)
+
+    @property
+    def row_advantages(self) -> torch.Tensor:
+        """One advantage per row [N]: the advantage, or a per-token one's mean over the row's tokens."""
+        return row_view(self.advantages, self.batch.completion_mask)
+
+
+def row_view(adv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """[N] advantages as they are; [N, T] ones -> their mean over each row's completion tokens."""
+    if adv.dim() == 1:
+        return adv
+    m = mask.to(adv.dtype)[:, : adv.shape[1]]
+    return (adv * m).sum(1) / m.sum(1).clamp(min=1)
 
 
 def score(batch: Batch, mask: torch.Tensor, components, max_length: int, labels: list[str] | None = None,
@@ -46,9 +60,13 @@ def score(batch: Batch, mask: torch.Tensor, components, max_length: int, labels:
     if replayed is not None and rw != 1.0:
         row_w = row_w * torch.where(replayed, rw, 1.0).to(row_w.dtype)
     weights = components["aggregation"](mask.cpu(), keep, max_length) * row_w[:, None]   # [N, T]
-    a = res.advantages[keep] if keep.any() else res.advantages
+    rows_kept = keep if keep.any() else torch.ones_like(keep)
+    a = res.advantages[rows_kept]
+    if a.dim() == 2:        # per-token advantages: statistics over the completion tokens of the kept rows
+        a = a[mask.cpu()[rows_kept][:, : a.shape[1]] > 0]
     m = {"adv/mean": float(a.mean()), "adv/std": float(a.std()) if a.numel() > 1 else 0.0,
          "adv/abs_mean": float(a.abs().mean()), **res.metrics, **_shaped_metrics(batch, names)}
+    row_adv = row_view(res.advantages, mask.cpu())                                   # [N]
     if tis_cap > 0 and sampler_logp is not None and old_logp is not None:
         isw = truncated_is_weights(old_logp, sampler_logp.to(old_logp.device), mask.to(old_logp.device), tis_cap)
         weights = weights * isw[:, : weights.shape[1]].cpu()
@@ -56,8 +74,8 @@ def score(batch: Batch, mask: torch.Tensor, components, max_length: int, labels:
     for label in sorted(set(labels or [])):      # update magnitude per difficulty (DGPO's argument)
         rows = torch.tensor([x == label for x in labels]) & keep
         if rows.any():
-            m[f"adv/abs/group/{label}"] = float((res.advantages[rows] * row_w[rows]).abs().mean())
-    return Scored(batch, res.advantages, keep, row_w, weights, m)
+            m[f"adv/abs/group/{label}"] = float((row_adv[rows] * row_w[rows]).abs().mean())
+    return Scored(batch, res.advantages, keep, row_w, weights, m, res.returns)
 
 
 def _shaped_metrics(batch: Batch, names) -> dict:

@@ -23,6 +23,7 @@ from ..registry import build
 from ..prompts.render import render
 from ..rollout.base import check_context
 from . import checkpoint as ckpt
+from . import critic as critic_mod
 from . import dist, fsdp, tracking
 from .interrupt import InterruptHold
 from .no_signal import start_warning
@@ -46,6 +47,7 @@ class Run:
     threads: int = 1
     policy: Policy | None = None      # the model being trained, with its forward path
     ref: Policy | None = None         # the KL reference (None without a KL penalty)
+    critic: Any = None                # the value model and its optimizer (train/critic.py; critic.name=value)
     tokenizer: Any = None
     eos_ids: list = field(default_factory=list)
     opt: Any = None
@@ -97,6 +99,7 @@ def setup(cfg, run_dir: Path, resume: bool = False, say: Callable | None = None,
         _warm_start(run, progress)
     _adapt(run)
     cfg.rollout.prepare(run.model, run.policy.autocast)     # an engine exists on every rank before step 1
+    run.critic = critic_mod.build(run, _init_dir(run)) if cfg.critic.active else None   # before the seeds are set
     _optimizer(run)
     if last is not None:
         _restore(run, last)
@@ -219,18 +222,24 @@ def _adapt(run: Run) -> None:
     else:
         gemm.install(model)
     run.policy = Policy(model, forward, autocast)
-    if cfg.kl.coef == 0.0:
+    if cfg.kl.coef == 0.0 and not cfg.advantage.needs_ref_logp:    # (a KL penalty in the loss or in the rewards)
         return
     if is_lora(model):                          # base weights through the same modules, no copy
         ref = AdapterOff(model)
     else:
-        ref_dir = run.run_dir / "init" if (run.run_dir / "init").exists() else _model_dir(cfg)
-        ref = load_model(ref_dir, mc.dtype, run.device).eval().requires_grad_(False)
+        ref = load_model(_init_dir(run), mc.dtype, run.device).eval().requires_grad_(False)
         if run.sharded:
             fsdp.shard(ref, autocast_dtype(mc.autocast))
         else:
             gemm.install(ref)
     run.ref = Policy(ref, forward, autocast)
+
+
+def _init_dir(run: Run) -> str:
+    """The policy's initial weights: the warm start's ``RUN/init``, else ``model.path`` (the KL
+    reference and the critic start from them)."""
+    init = run.run_dir / "init"
+    return str(init) if init.exists() else _model_dir(run.cfg)
 
 
 def _optimizer(run: Run) -> None:
@@ -273,4 +282,6 @@ def _restore(run: Run, last) -> None:
         run.say(f"float32 products on {got} " + ("(as in the checkpoint)" if got == state["gemm"] else
                                                  f"(the checkpoint's {state['gemm']} is not available here)"))
     run.replay_state = state.get("replay", run.replay_state)
+    if run.critic is not None:
+        run.critic.restore(last[1], state.get("critic_optimizer"))
     run.say(f"resumed from {last[1]} (step {run.start})")

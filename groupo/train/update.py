@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from . import critic as critic_mod
 from . import dist, faults
 from .loss import StepData, accumulate_loss, logprobs_all
 from .score import Scored
@@ -35,14 +36,21 @@ def prepare(run, col) -> StepData:
     # rows this process trains on (all of them in a single process; its own share with several)
     d.mine = (col.owner == dist.rank()).nonzero().squeeze(1) if dist.world() > 1 else None
     tis = r.sampler_logp is not None and cfg.rollout.tis_cap > 0
+    adv = cfg.advantage
     t0 = time.perf_counter()
-    if t.num_iterations > 1 or cfg.shaping.needs_logp or tis:
+    if t.num_iterations > 1 or cfg.shaping.needs_logp or tis or adv.needs_ref_logp:
         d.old_logp, ent = _logprobs(run.policy, d, t.micro_batches, _temperature(g),     # [N, T] under pi_old
                                     with_entropy=cfg.shaping.needs_entropy, sharded=run.sharded)
         if ent is not None:
             batch.extra["tok_entropy"] = ent.cpu()
         seq = (d.old_logp * r.completion_mask).sum(1) / r.completion_mask.sum(1).clamp(min=1)
         batch.extra["seq_logp"] = seq.cpu()
+    if adv.needs_ref_logp:      # a KL penalty in the rewards (GAE's kl_coef): old and reference log-probs
+        d.ref_logp, _ = _logprobs(run.ref, d, t.micro_batches, _temperature(g), sharded=run.sharded)
+        batch.extra["old_logp"], batch.extra["ref_logp"] = d.old_logp.cpu(), d.ref_logp.cpu()
+    if adv.needs_values:        # the critic's V_old [N, T] before any update
+        d.old_values = critic_mod.old_values(run.critic, d, t.micro_batches)
+        batch.extra["values"] = d.old_values.cpu()
     d.seconds = time.perf_counter() - t0
     return d
 
@@ -54,15 +62,21 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
     t0 = time.perf_counter()
     dev = d.completion_ids.device
     d.advantages, d.token_weights = scored.advantages.to(torch.float32).to(dev), scored.token_weights.to(dev)
+    crit = run.critic
+    if crit is not None:        # the value loss: a mean over the step's trained tokens, on the same micro-batches
+        d.returns = scored.returns.to(torch.float32).to(dev)
+        d.value_weights = critic_mod.value_weights(d.completion_mask, scored.keep)
     full = d
     if d.mine is not None:      # weights were normalised on the global batch; train on own rows
         d = d.select(d.mine.to(dev))
     skipped_rows = 0
     if (t.skip_zero_advantage and cfg.kl.coef == 0 and cfg.objective.zero_advantage_no_gradient
-            and t.top_entropy_quantile >= 1.0):       # A = 0 rows still count in the entropy quantile
-        # A = 0 makes every token's loss (and gradient) exactly 0 for these objectives; the token
-        # weights were normalised on the whole batch already, so dropping the rows changes nothing
-        live = ((d.advantages != 0) & (d.token_weights.sum(1) > 0)).nonzero().squeeze(1)
+            and t.top_entropy_quantile >= 1.0 and crit is None):   # A = 0 rows still count in the entropy
+        # quantile and the value loss. A = 0 makes every token's loss (and gradient) exactly 0 for these
+        # objectives; the token weights were normalised on the whole batch already, so dropping the rows
+        # changes nothing
+        nonzero = d.advantages != 0 if d.advantages.dim() == 1 else (d.advantages != 0).any(1)
+        live = (nonzero & (d.token_weights.sum(1) > 0)).nonzero().squeeze(1)
         skipped_rows = d.completion_ids.shape[0] - live.numel()
         if skipped_rows:
             d = d.select(live)
@@ -71,19 +85,23 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
     trains = dist.any_true(d.completion_ids.shape[0] > 0)
     if run.sharded and trains:  # FSDP: every rank runs the same number of passes (collectives in each layer)
         d = pad_rows(d, full, t.micro_batches)
-    if run.ref is not None:
+    if run.ref is not None and d.ref_logp is None:
         d.ref_logp, _ = logprobs_all(run.ref, d, t.micro_batches, temp)
     m = {**scored.metrics, "rows/zero_adv_skipped": skipped_rows}
     t_lp = d.seconds + time.perf_counter() - t0       # old/reference log-probs (the advantage maths: negligible)
     skipped = 0
+    policy_on = crit is None or step > crit.spec.warmup_steps     # critic warm-up: only the critic trains
     for it in range(t.num_iterations):
         run.opt.zero_grad(set_to_none=True)
+        if crit is not None:
+            crit.opt.zero_grad(set_to_none=True)
         lm = accumulate_loss(run.policy, d, cfg.objective, cfg.kl, t.micro_batches, temp, with_entropy=(it == 0),
-                             top_entropy_quantile=t.top_entropy_quantile)
+                             top_entropy_quantile=t.top_entropy_quantile, critic=crit, train_policy=policy_on)
         if dist.world() > 1:    # the sum over ranks of the globally weighted losses = the full-batch gradient
-            if trains and not run.sharded:  # (FSDP sums the gradients in its reduce-scatter)
+            if trains and not run.sharded and policy_on:  # (FSDP sums the gradients in its reduce-scatter)
                 dist.sum_gradients(run.model.parameters())
             lm = _merge_rank_metrics(dist.gather_objects(lm))
+        cnorm = crit.finish(trains) if crit is not None else torch.zeros(())
         if faults.active("nan_grad", step):
             next(p for p in run.model.parameters() if p.grad is not None).grad.fill_(float("nan"))
         if faults.active("nan_loss", step):
@@ -91,16 +109,24 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
         t_opt = time.perf_counter()
         gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
         gnorm = gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm      # a DTensor under FSDP
-        if not (math.isfinite(lm["loss"]) and torch.isfinite(gnorm)):
+        if not (math.isfinite(lm["loss"]) and torch.isfinite(gnorm)
+                and math.isfinite(lm.get("critic/loss", 0.0)) and torch.isfinite(cnorm)):
             skipped += 1       # never apply a non-finite update; the step is counted and reported
             run.opt.zero_grad(set_to_none=True)
+            if crit is not None:
+                crit.opt.zero_grad(set_to_none=True)
             continue
         run.dirty = True       # from here until the step is logged, the weights are mid-step
         run.hold.start()       # Ctrl-C from here waits until the step is logged (train/interrupt.py)
-        run.opt.step()
-        run.opt.zero_grad(set_to_none=True)     # free the gradients now: generation of the next step runs without them
-        run.sched.step()
-        cfg.rollout.weights_changed(run.model)  # a backend with its own copy of the weights resynchronises
+        if crit is not None:
+            crit.opt.step()
+            crit.opt.zero_grad(set_to_none=True)
+            lm["critic/grad_norm"] = float(cnorm)
+        if policy_on:
+            run.opt.step()
+            run.opt.zero_grad(set_to_none=True)     # free the gradients now: generation of the next step runs without them
+            run.sched.step()
+            cfg.rollout.weights_changed(run.model)  # a backend with its own copy of the weights resynchronises
         faults.kill_if("opt", step)
         faults.interrupt_if("int_opt", step)
         if it == 0:
@@ -119,10 +145,12 @@ def _temperature(g) -> float:
 
 
 def _merge_rank_metrics(parts: list[dict]) -> dict:
-    """Loss summed over ranks (each is its share of the full-batch loss); other metrics
+    """Losses summed over ranks (each is its share of the full-batch loss); other metrics
     averaged over the ranks that report them (a rank with no rows reports only the loss)."""
     out = {"loss": sum(p.get("loss", 0.0) for p in parts)}
-    for k in {k for p in parts for k in p} - {"loss"}:
+    if any("critic/loss" in p for p in parts):
+        out["critic/loss"] = sum(p.get("critic/loss", 0.0) for p in parts)
+    for k in {k for p in parts for k in p} - set(out):
         vals = [p[k] for p in parts if k in p]
         out[k] = sum(vals) / len(vals)
     return out

@@ -13,6 +13,13 @@ from ...protocols import Objective
 from ...registry import register
 
 
+def per_token(adv: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """Advantages in ``logp``'s dtype, shaped to multiply token values [N, T]: a per-row [N]
+    advantage as a column [N, 1], a per-token one [N, T] as it is."""
+    a = adv.to(logp.dtype)
+    return a[:, None] if a.dim() == 1 else a
+
+
 @register("objective", "ppo_clip")
 @dataclass(frozen=True)
 class PPOClip(Objective):
@@ -32,6 +39,7 @@ class PPOClip(Objective):
     """
 
     zero_advantage_no_gradient: ClassVar[bool] = True   # A = 0 rows add nothing: the loop may skip them
+    token_advantages: ClassVar[bool] = True             # A per row [N] or per token [N, T] (GAE)
 
     eps_low: float = 0.2
     eps_high: float = 0.2
@@ -47,7 +55,7 @@ class PPOClip(Objective):
             raise ValueError(f"log_ratio_clamp must be >= 0 (0 or null: off), got {self.log_ratio_clamp}")
 
     def __call__(self, logp, old_logp, adv, mask):
-        a = adv.to(logp.dtype)[:, None]                       # [N, 1]
+        a = per_token(adv, logp)                              # [N, 1] or [N, T]
         log_ratio = logp - old_logp
         if self.log_ratio_clamp:
             log_ratio = torch.clamp(log_ratio, -self.log_ratio_clamp, self.log_ratio_clamp)
@@ -69,8 +77,9 @@ class Reinforce(Objective):
     in value) its gradient is the REINFORCE estimator -A * grad log pi (Williams 1992)."""
 
     zero_advantage_no_gradient: ClassVar[bool] = True   # A = 0 rows add nothing: the loop may skip them
+    token_advantages: ClassVar[bool] = True             # A per row [N] or per token [N, T] (GAE)
 
     def __call__(self, logp, old_logp, adv, mask):
         ratio = torch.exp(logp - old_logp)
-        loss = -ratio * adv.to(logp.dtype)[:, None]
+        loss = -ratio * per_token(adv, logp)
         return loss, {"ratio/mean": ratio.detach()}
