@@ -10,7 +10,9 @@ be computed over all ranks: GDPO batch normalisation, DAPO's global token mean (
 zero-variance refill deciding on global counts), DGPO valid-token normalisation and
 question weights, old log-probs gathered for num_iterations=2 with a KL reference, and
 R³ replay state; and the same with the model sharded by FSDP2 (``train.parallel=fsdp``), including
-a step where one rank has no prompt (it runs zero-weight passes to keep the collectives in step).
+a step where one rank has no prompt (it runs zero-weight passes to keep the collectives in step);
+PPO's critic and ReMax's greedy rows; and generation in a rollout server (``groupo serve-rollouts``,
+started once here and shared by both sides).
 """
 from __future__ import annotations
 
@@ -45,6 +47,9 @@ CASES = {
     "ppo_critic": ["advantage.name=gae", "critic.name=value", "critic.lr=1e-3", "aggregation.name=token_mean"],
     "remax": ["advantage.name=remax", "objective.name=reinforce"],
     "ppo_rank_without_rows": ["advantage.name=gae", "critic.name=value", "critic.lr=1e-3", "generation.prompts_per_step=1"],
+    # generation in a separate process (groupo serve-rollouts, started here; both sides use it): the
+    # 2-process run has rank 0 push the weights for both ranks, each rank sends its share of prompts
+    "server": ["rollout.name=server", "rollout.tis_cap=0"],
 }
 
 
@@ -71,6 +76,24 @@ def max_diff(a: Path, b: Path) -> float:
     return max(diffs)
 
 
+def start_server(model: Path, tmp: Path, device: str, env: dict):
+    """``groupo serve-rollouts`` on a free port; returns the process and its URL."""
+    import time
+
+    log = tmp / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "groupo", "serve-rollouts", "--model", str(model), "--port", "0",
+                                 "--threads", "1", "--device", device, "--weights-dir", str(tmp / "server_weights")],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 180
+    while "serving rollouts" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"dist-check: the rollout server did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return proc, log.read_text().split(" on ", 1)[1].split()[0]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(CASES))
@@ -81,35 +104,53 @@ def main() -> int:
     args = ap.parse_args()
     from groupo.model.tiny import build_tiny
 
-    worst, failed = 0.0, []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = build_tiny(tmp / "model", seed=0, hidden=64, layers=2, heads=2)
         reward = tmp / "varied.py"
         reward.write_text("def reward(completions, **kw):\n    return [float(len(c) % 3) for c in completions]\n")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        for case in args.cases.split(","):
-            over = overrides(model, reward, case, args.device)
-            base = [sys.executable, "-m", "groupo", "train", "demo", *over]
-            subprocess.run([*base, "--out", str(tmp / case / "one")], check=True, env=env,
-                           stdout=subprocess.DEVNULL)
-            torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc)]
-            out = subprocess.run([*torchrun, "-m", "groupo", "train", "demo", *over, "--out", str(tmp / case / "two")],
-                                 env=env, capture_output=True, text=True)
-            if out.returncode != 0:
-                print(out.stdout[-3000:], out.stderr[-3000:], sep="\n")
-                print(f"dist-check {case}: torchrun failed (exit {out.returncode})")
-                failed.append(case)
-                continue
-            d = max_diff(tmp / case / "one", tmp / case / "two")
-            worst = max(worst, d)
-            ok = d <= args.tol
-            print(f"dist-check {case}: max |w_1proc - w_{args.nproc}proc| = {d:.3e} ({'ok' if ok else 'FAIL'})", flush=True)
-            if not ok:
-                failed.append(case)
-    print(f"dist-check: largest weight difference over {len(args.cases.split(','))} cases = {worst:.3e} "
+        cases = args.cases.split(",")
+        unknown = [c for c in cases if c not in CASES]
+        if unknown:
+            raise SystemExit(f"dist-check: unknown case {unknown[0]!r}; the cases: {', '.join(CASES)}")
+        server, url = (start_server(model, tmp, args.device, env) if any("rollout.name=server" in CASES[c] for c in cases)
+                       else (None, None))
+        try:
+            worst, failed = _run_cases(args, cases, model, reward, tmp, env, url)
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+    print(f"dist-check: largest weight difference over {len(cases)} cases = {worst:.3e} "
           f"(tolerance {args.tol:g}); {'all passed' if not failed else 'failed: ' + ', '.join(failed)}")
     return 1 if failed else 0
+
+
+def _run_cases(args, cases, model, reward, tmp, env, url) -> tuple[float, list]:
+    worst, failed = 0.0, []
+    for case in cases:
+        over = overrides(model, reward, case, args.device)
+        if "rollout.name=server" in over:
+            over.append(f"rollout.url={url}")
+        base = [sys.executable, "-m", "groupo", "train", "demo", *over]
+        subprocess.run([*base, "--out", str(tmp / case / "one")], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc)]
+        out = subprocess.run([*torchrun, "-m", "groupo", "train", "demo", *over, "--out", str(tmp / case / "two")],
+                             env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            print(out.stdout[-3000:], out.stderr[-3000:], sep="\n")
+            print(f"dist-check {case}: torchrun failed (exit {out.returncode})")
+            failed.append(case)
+            continue
+        d = max_diff(tmp / case / "one", tmp / case / "two")
+        worst = max(worst, d)
+        ok = d <= args.tol
+        print(f"dist-check {case}: max |w_1proc - w_{args.nproc}proc| = {d:.3e} ({'ok' if ok else 'FAIL'})", flush=True)
+        if not ok:
+            failed.append(case)
+    return worst, failed
 
 
 if __name__ == "__main__":
