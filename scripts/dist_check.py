@@ -8,7 +8,8 @@ is the same, and prints the largest absolute weight difference. Exit status 1 wh
 difference exceeds the tolerance (1e-5). Cases cover the batch-level statistics that must
 be computed over all ranks: GDPO batch normalisation, DAPO's global token mean (with the
 zero-variance refill deciding on global counts), DGPO valid-token normalisation and
-question weights, old log-probs gathered for num_iterations=2 with a KL reference, and
+question weights, old log-probs gathered for num_iterations=2 with a KL reference, OTB's old
+log-probs and sum pi^2 gathered from the ranks, and
 R³ replay state; and the same with the model sharded by FSDP2 (``train.parallel=fsdp``), including
 a step where one rank has no prompt (it runs zero-weight passes to keep the collectives in step).
 """
@@ -45,6 +46,9 @@ CASES = {
     "ppo_critic": ["advantage.name=gae", "critic.name=value", "critic.lr=1e-3", "aggregation.name=token_mean"],
     "remax": ["advantage.name=remax", "objective.name=reinforce"],
     "ppo_rank_without_rows": ["advantage.name=gae", "critic.name=value", "critic.lr=1e-3", "generation.prompts_per_step=1"],
+    # OTB: the old log-probs and sum pi^2 of every row gathered from the ranks (the per-token baseline
+    # needs the whole group's realized energy)
+    "otb": ["advantage.name=otb", "aggregation.name=token_mean"],
 }
 
 
