@@ -74,7 +74,11 @@ class Advantage(Component, Protocol):
     * ``needs_values``: ``batch.extra["values"]`` [N, T], the critic's values V(s_t) of the
       completion tokens before the update (the ``critic`` section; PPO with GAE);
     * ``needs_ref_logp``: ``batch.extra["old_logp"]`` and ``["ref_logp"]`` [N, T] (the old and
-      the reference policy's token log-probs: a KL penalty folded into the rewards).
+      the reference policy's token log-probs: a KL penalty folded into the rewards);
+    * ``needs_sum_pi2``: ``batch.extra["old_logp"]`` and ``["sum_pi2"]`` [N, T], the old policy's
+      token log-probs and sum over the vocabulary of pi^2 at each completion position, both of
+      the temperature-scaled distribution the rows were sampled from (OTB; sum_pi2 is 0 on
+      padding).
 
     ``per_token``: the advantages are [N, T] (the objective must accept them: its
     ``token_advantages``) and ``AdvantageResult.returns`` [N, T] holds the critic's targets."""
@@ -82,6 +86,7 @@ class Advantage(Component, Protocol):
     needs_greedy: ClassVar[bool] = False
     needs_values: ClassVar[bool] = False
     needs_ref_logp: bool = False
+    needs_sum_pi2: ClassVar[bool] = False
     per_token: ClassVar[bool] = False
 
     def __call__(self, batch: Batch) -> AdvantageResult: ...
@@ -264,7 +269,9 @@ class RolloutBackend(Component, Protocol):
 @runtime_checkable
 class Forward(Component, Protocol):
     """Log-probs [N, T] (and entropies [N, T] when asked, else None) of completion tokens under
-    ``model``; every path equals the naive forward (tested)."""
+    ``model``; every path equals the naive forward (tested). Called with ``with_sum_pi2=True``
+    (only for an advantage with ``needs_sum_pi2``), a third output: sum_v pi_v^2 [N, T] of each
+    token's distribution (``groupo.model.logprobs.token_logprobs``)."""
 
     def logprobs(self, model, prompt_ids, prompt_mask, completion_ids, completion_mask,
                  temperature: float = 1.0, with_entropy: bool = False, autocast: Any = None

@@ -8,7 +8,8 @@ is the same, and prints the largest absolute weight difference. Exit status 1 wh
 difference exceeds the tolerance (1e-5). Cases cover the batch-level statistics that must
 be computed over all ranks: GDPO batch normalisation, DAPO's global token mean (with the
 zero-variance refill deciding on global counts), DGPO valid-token normalisation and
-question weights, old log-probs gathered for num_iterations=2 with a KL reference, and
+question weights, old log-probs gathered for num_iterations=2 with a KL reference, OTB's old
+log-probs and sum pi^2 gathered from the ranks, and
 R³ replay state; and the same with the model sharded by FSDP2 (``train.parallel=fsdp``), including
 a step where one rank has no prompt (it runs zero-weight passes to keep the collectives in step);
 PPO's critic and ReMax's greedy rows; and generation in a rollout server (``groupo serve-rollouts``,
@@ -50,6 +51,9 @@ CASES = {
     # generation in a separate process (groupo serve-rollouts, started here; both sides use it): the
     # 2-process run has rank 0 push the weights for both ranks, each rank sends its share of prompts
     "server": ["rollout.name=server", "rollout.tis_cap=0"],
+    # OTB: the old log-probs and sum pi^2 of every row gathered from the ranks (the per-token baseline
+    # needs the whole group's realized energy)
+    "otb": ["advantage.name=otb", "aggregation.name=token_mean"],
 }
 
 

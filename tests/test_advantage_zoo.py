@@ -287,6 +287,12 @@ def test_every_registered_advantage_on_random_ragged_batch(method):
         t = int(b.lengths.max())
         b.completion_mask = (torch.arange(t)[None, :] < b.lengths[:, None]).to(torch.float64)
         b.extra["values"] = torch.randn(b.n, t, generator=torch.Generator().manual_seed(5)) * b.completion_mask
+    if comp.needs_sum_pi2:         # OTB: the old policy's token log-probs and sum pi^2 [N, T] over ragged completions
+        t = int(b.lengths.max())
+        gen = torch.Generator().manual_seed(6)
+        b.completion_mask = (torch.arange(t)[None, :] < b.lengths[:, None]).to(torch.float64)
+        b.extra["old_logp"] = torch.log(torch.rand(b.n, t, generator=gen) * 0.9 + 0.05)
+        b.extra["sum_pi2"] = (torch.rand(b.n, t, generator=gen) * 0.5 + 0.5) * b.completion_mask
     out = comp(b)
     shape = (b.n, int(b.lengths.max())) if comp.per_token else (b.n,)
     assert out.advantages.shape == shape and out.advantages.dtype == torch.float64

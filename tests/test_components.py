@@ -22,7 +22,10 @@ def ragged_batch(seed=0):
                  extra={"seq_logp": -torch.rand(n, generator=g, dtype=torch.float64),
                         "tok_entropy": torch.rand(n, t, generator=g),
                         "greedy_reward": torch.rand(4, generator=g, dtype=torch.float64),    # ReMax: per group id
-                        "values": torch.randn(n, t, generator=g) * mask})                    # GAE: critic's V_old
+                        "values": torch.randn(n, t, generator=g) * mask,                     # GAE: critic's V_old
+                        # OTB: the old policy's token log-probs and sum of squared probabilities
+                        "old_logp": torch.log(torch.rand(n, t, generator=g) * 0.9 + 0.05),
+                        "sum_pi2": (torch.rand(n, t, generator=g) * 0.5 + 0.5) * mask})
 
 
 def cases(axis):

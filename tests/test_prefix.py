@@ -1,5 +1,5 @@
 """Shared-prefix forward (Prefix Grouper, arXiv 2506.05433), both implementations (split
-attention over a grid, dense mask over packed rows): log-probs, entropies and gradients
+attention over a grid, dense mask over packed rows): log-probs, entropies, sum pi^2 and gradients
 equal the naive repeated-prompt forward in float64, for ragged groups, prompts of
 different lengths (left padding), responses of different lengths, and groups split or
 interleaved across the batch.
@@ -53,10 +53,10 @@ def _batch(tok):
 
 def _run(model, args, temp, mode):
     model.zero_grad()
-    lp, ent = logprobs(model, mode, *args, temperature=temp, with_entropy=True)
+    lp, ent, s2 = logprobs(model, mode, *args, temperature=temp, with_entropy=True, with_sum_pi2=True)
     w = torch.linspace(0.5, 1.5, lp.numel(), dtype=lp.dtype).view_as(lp)
     (lp * w * args[3]).sum().backward()
-    return lp * args[3], ent * args[3], [p.grad.clone() for p in model.parameters()]
+    return lp * args[3], ent * args[3], s2 * args[3], [p.grad.clone() for p in model.parameters()]
 
 
 @pytest.mark.parametrize("temp", [1.0, 0.7])
@@ -64,9 +64,10 @@ def test_shared_prefix_equals_naive_float64(tiny_dir, tiny, temp, path):
     _, tok = tiny
     model = load_model(tiny_dir).double()
     args = _batch(tok)
-    lp_a, ent_a, g_a = _run(model, args, temp, "off")
-    lp_b, ent_b, g_b = _run(model, args, temp, "on")
+    lp_a, ent_a, s2_a, g_a = _run(model, args, temp, "off")
+    lp_b, ent_b, s2_b, g_b = _run(model, args, temp, "on")
     assert torch.allclose(lp_a, lp_b, atol=1e-12, rtol=0) and torch.allclose(ent_a, ent_b, atol=1e-12, rtol=0)
+    assert torch.allclose(s2_a, s2_b, atol=1e-12, rtol=0) and s2_a.abs().sum() > 0     # OTB's sum pi^2
     scale = max(float(a.abs().max()) for a in g_a)
     gap = max(float((a - b).abs().max()) for a, b in zip(g_a, g_b))
     assert scale > 0 and gap <= 1e-6 * scale
@@ -159,14 +160,15 @@ def test_split_attention_other_families_float64(kind, monkeypatch):
     monkeypatch.setattr(prefix, "_split_attention", lambda *a, **k: calls.append(a[1].shape[2]) or real(*a, **k))
     from transformers import AttentionInterface
     AttentionInterface._global_mapping.pop(prefix._ATTN, None)      # registered again with the spy
-    lp_a, ent_a, g_a = _run(model, (pi, pm, c, cm), 0.9, "off")
-    lp_b, ent_b, g_b = _run(model, (pi, pm, c, cm), 0.9, "on")
+    lp_a, ent_a, s2_a, g_a = _run(model, (pi, pm, c, cm), 0.9, "off")
+    lp_b, ent_b, s2_b, g_b = _run(model, (pi, pm, c, cm), 0.9, "on")
     AttentionInterface._global_mapping.pop(prefix._ATTN, None)
     # the decoder ran on the packed tokens: prompts 4 + 7 + 7, completion inputs 4+1+3+0+4+2 (not the
     # grid's 3 x (7 + 3 x 4) positions)
     assert calls == [32] * model.config.num_hidden_layers
     assert model.config._attn_implementation != prefix._ATTN           # put back after the forward
     assert torch.allclose(lp_a, lp_b, atol=1e-12, rtol=0) and torch.allclose(ent_a, ent_b, atol=1e-12, rtol=0)
+    assert torch.allclose(s2_a, s2_b, atol=1e-12, rtol=0)
     scale = max(float(a.abs().max()) for a in g_a)
     assert max(float((a - b).abs().max()) for a, b in zip(g_a, g_b)) <= 1e-6 * scale
     # the same prompts padded on the right (a tokenizer with padding_side="right"): same log-probs

@@ -29,22 +29,26 @@ from .logprobs import build_inputs, token_logprobs
 
 
 def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                        temperature: float = 1.0, with_entropy: bool = False, chunk: int = 0, autocast=None):
-    """The naive forward: per-token log pi(o_t | q, o_<t) [N, T] (and entropies [N, T], else None)."""
+                        temperature: float = 1.0, with_entropy: bool = False, chunk: int = 0, autocast=None,
+                        with_sum_pi2: bool = False):
+    """The naive forward: per-token log pi(o_t | q, o_<t) [N, T] (and entropies [N, T], else None);
+    with ``with_sum_pi2`` a third output, sum_v pi_v^2 [N, T] (``logprobs.token_logprobs``)."""
     input_ids, attn, pos = build_inputs(prompt_ids, prompt_mask, completion_ids, completion_mask)
     T = completion_ids.shape[1]
     if T:       # the last completion token is no input to anything scored: left out of the forward
         input_ids, attn, pos = input_ids[:, :-1], attn[:, :-1], pos[:, :-1]
     with autocast_ctx(input_ids.device, autocast):
         if chunk:
-            return _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk)
+            return _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk,
+                            with_sum_pi2)
         out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=False,
                     logits_to_keep=T)
     logits = out.logits[:, out.logits.shape[1] - T:, :].float()   # [N, T, V] predicting the completion tokens
-    return token_logprobs(logits, completion_ids, temperature, with_entropy)
+    return token_logprobs(logits, completion_ids, temperature, with_entropy, with_sum_pi2)
 
 
-def _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk: int):
+def _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entropy, chunk: int,
+             with_sum_pi2: bool = False):
     """The same numbers with at most ``chunk`` completion positions' logits alive at once: the
     decoder runs once, then the output head + log-softmax run per chunk under activation
     checkpointing, so backward recomputes each chunk's logits instead of storing [N, T, V]. For
@@ -59,14 +63,19 @@ def _chunked(model, input_ids, attn, pos, completion_ids, temperature, with_entr
     def part(h, ids):
         return token_logprobs(head(h).float(), ids, temperature, False)[0]
 
-    logps, ents = [], []
+    logps, ents, s2 = [], [], []
     for a in range(0, T, chunk):
         h, ids = hidden[:, a:a + chunk], completion_ids[:, a:a + chunk]
         logps.append(checkpoint(part, h, ids, use_reentrant=False) if torch.is_grad_enabled() else part(h, ids))
-        if with_entropy:
+        if with_entropy or with_sum_pi2:
             with torch.no_grad():
-                ents.append(token_logprobs(head(h.detach()).float(), ids, temperature, True)[1])
-    return torch.cat(logps, 1), (torch.cat(ents, 1) if with_entropy else None)
+                out = token_logprobs(head(h.detach()).float(), ids, temperature, with_entropy, with_sum_pi2)
+            if with_entropy:
+                ents.append(out[1])
+            if with_sum_pi2:
+                s2.append(out[2])
+    out = torch.cat(logps, 1), (torch.cat(ents, 1) if with_entropy else None)
+    return (*out, torch.cat(s2, 1)) if with_sum_pi2 else out
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,7 @@ class _Path(Forward):
             raise ValueError(f"logprob_chunk must be >= 0, got {self.logprob_chunk}")
 
     def logprobs(self, model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                 temperature: float = 1.0, with_entropy: bool = False, autocast=None):
+                 temperature: float = 1.0, with_entropy: bool = False, autocast=None, with_sum_pi2: bool = False):
         if self.mode != "off":
             groups = prefix.plan(prompt_ids, prompt_mask, completion_mask)[0] if prefix.supports(model) else None
             path = prefix.choose(model, prompt_ids, prompt_mask, completion_mask, self.mode, groups)
@@ -87,9 +96,9 @@ class _Path(Forward):
                 fn = prefix.grid_logprobs if path == "split" else prefix.shared_prefix_logprobs
                 with autocast_ctx(prompt_ids.device, autocast):
                     return fn(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature,
-                              with_entropy, groups=groups)
+                              with_entropy, groups=groups, with_sum_pi2=with_sum_pi2)
         return completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature,
-                                   with_entropy, self.logprob_chunk, autocast)
+                                   with_entropy, self.logprob_chunk, autocast, with_sum_pi2=with_sum_pi2)
 
 
 @register("forward", "naive")

@@ -21,17 +21,28 @@ def build_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion
     return input_ids, attn, pos
 
 
-def token_logprobs(logits: torch.Tensor, ids: torch.Tensor, temperature: float, with_entropy: bool):
-    """log-softmax(logits / temperature) at ``ids`` [.., T] (and the entropies [.., T], else None)."""
+def token_logprobs(logits: torch.Tensor, ids: torch.Tensor, temperature: float, with_entropy: bool,
+                   with_sum_pi2: bool = False):
+    """log-softmax(logits / temperature) at ``ids`` [.., T] (and the entropies [.., T], else None).
+
+    ``with_sum_pi2``: a third output, sum_v p_v^2 [.., T] of the same distribution (OTB's
+    Logit-Gradient Proxy, arXiv 2602.07078), computed as exp(logsumexp(2 z) - 2 logsumexp(z))
+    without materialising p; without it the outputs are the two above, computed as before."""
     if temperature and temperature != 1.0:
         logits = logits / temperature
     lse = torch.logsumexp(logits, dim=-1)                    # [N, T]
     logp = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - lse
-    if not with_entropy:
+    if not with_entropy and not with_sum_pi2:
         return logp, None
+    entropy = sum_pi2 = None
     with torch.no_grad():
-        probs = torch.softmax(logits, dim=-1)
-        entropy = lse - (probs * logits).sum(-1)             # H = logsumexp - E_p[logit]
+        if with_entropy:
+            probs = torch.softmax(logits, dim=-1)
+            entropy = lse - (probs * logits).sum(-1)         # H = logsumexp - E_p[logit]
+        if with_sum_pi2:
+            sum_pi2 = torch.exp(torch.logsumexp(2 * logits, dim=-1) - 2 * lse)   # sum_v p_v^2
+    if with_sum_pi2:
+        return logp, entropy, sum_pi2
     return logp, entropy
 
 

@@ -21,10 +21,13 @@ class Policy:
     autocast: torch.dtype | None = None   # compute dtype under autocast (None: the weights' dtype)
 
     def logprobs(self, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0,
-                 with_entropy: bool = False):
-        """Completion-token log-probs [N, T] (and entropies [N, T] when asked, else None)."""
+                 with_entropy: bool = False, with_sum_pi2: bool = False):
+        """Completion-token log-probs [N, T] (and entropies [N, T] when asked, else None); with
+        ``with_sum_pi2`` a third output, sum_v pi_v^2 [N, T] (only then is the keyword passed on,
+        so a forward component without it serves every other run)."""
+        more = {"with_sum_pi2": True} if with_sum_pi2 else {}
         return self.forward.logprobs(self.model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                                     temperature, with_entropy, autocast=self.autocast)
+                                     temperature, with_entropy, autocast=self.autocast, **more)
 
     def parameters(self):
         return self.model.parameters()

@@ -188,7 +188,7 @@ def _split_attention(module, query, key, value, attention_mask, dropout=0.0, sca
 
 
 def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0,
-                  with_entropy: bool = False, groups=None):
+                  with_entropy: bool = False, groups=None, with_sum_pi2: bool = False):
     """Split-attention shared-prefix forward; same contract as ``forward.completion_logprobs``
     (log-probs and entropies at masked completion positions are 0).
 
@@ -273,17 +273,24 @@ def grid_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mas
         packed_at[keep] = torch.arange(keep.numel(), device=dev)
         src = packed_at[src]
     logits = model.get_output_embeddings()(hidden[src]).float()            # [scored, V]
-    lp_tok, ent_tok = token_logprobs(logits, completion_ids[r_idx, k_idx], temperature, with_entropy)
-    logp = torch.zeros(n, t, dtype=lp_tok.dtype, device=dev).index_put((r_idx, k_idx), lp_tok)
-    ent = None
-    if with_entropy:
-        ent = torch.zeros(n, t, dtype=ent_tok.dtype, device=dev).index_put((r_idx, k_idx), ent_tok)
-    return logp, ent
+    out = token_logprobs(logits, completion_ids[r_idx, k_idx], temperature, with_entropy, with_sum_pi2)
+    return _scatter(out, (r_idx, k_idx), n, t, dev)
+
+
+def _scatter(out, where, n: int, t: int, dev):
+    """``token_logprobs``'s per-token outputs (log-probs, entropies or None, and sum pi^2 when it
+    was asked for) put at ``where`` = (rows, columns) of [N, T] tensors, 0 elsewhere."""
+    def put(x):
+        return None if x is None else torch.zeros(n, t, dtype=x.dtype, device=dev).index_put(where, x)
+
+    return tuple(put(x) for x in out)
 
 
 def shared_prefix_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                           temperature: float = 1.0, with_entropy: bool = False, groups=None):
-    """Same contract as ``forward.completion_logprobs``: [N, T] log-probs (and entropies)."""
+                           temperature: float = 1.0, with_entropy: bool = False, groups=None,
+                           with_sum_pi2: bool = False):
+    """Same contract as ``forward.completion_logprobs``: [N, T] log-probs (and entropies, and
+    sum pi^2 with ``with_sum_pi2``)."""
     dev = prompt_ids.device
     n, T = completion_ids.shape
     groups = groups if groups is not None else plan(prompt_ids, prompt_mask, completion_mask)[0]
@@ -334,10 +341,5 @@ def shared_prefix_logprobs(model, prompt_ids, prompt_mask, completion_ids, compl
     b_idx, p_idx, r_idx, t_idx = (torch.cat(x) for x in (b_idx, p_idx, r_idx, t_idx))
     h = hidden[b_idx, p_idx]                                 # [tokens, H]
     logits = model.get_output_embeddings()(h).float()
-    lp_tok, ent_tok = token_logprobs(logits[None], completion_ids[r_idx, t_idx][None], temperature, with_entropy)
-    logp = torch.zeros(n, T, dtype=lp_tok.dtype, device=dev)
-    logp = logp.index_put((r_idx, t_idx), lp_tok[0])
-    ent = None
-    if with_entropy:
-        ent = torch.zeros(n, T, dtype=ent_tok.dtype, device=dev).index_put((r_idx, t_idx), ent_tok[0])
-    return logp, ent
+    out = token_logprobs(logits[None], completion_ids[r_idx, t_idx][None], temperature, with_entropy, with_sum_pi2)
+    return _scatter([None if x is None else x[0] for x in out], (r_idx, t_idx), n, T, dev)

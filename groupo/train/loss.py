@@ -71,19 +71,25 @@ def _trim(sl: slice, d: StepData):
 
 
 @torch.no_grad()
-def logprobs_all(policy: Policy, d: StepData, micro_batches: int, temperature: float, with_entropy: bool = False):
+def logprobs_all(policy: Policy, d: StepData, micro_batches: int, temperature: float, with_entropy: bool = False,
+                 with_sum_pi2: bool = False):
     """No-grad log-probs of every completion token [N, T] (old or reference policy), and the
-    token entropies [N, T] when ``with_entropy`` (else None)."""
+    token entropies [N, T] when ``with_entropy`` (else None); with ``with_sum_pi2`` a third
+    output, sum_v pi_v^2 [N, T] (OTB)."""
     out = torch.zeros(d.completion_ids.shape, dtype=torch.float32, device=d.completion_ids.device)
     ents = torch.zeros_like(out) if with_entropy else None
+    s2 = torch.zeros_like(out) if with_sum_pi2 else None
+    more = {"with_sum_pi2": True} if with_sum_pi2 else {}     # (asked for only when needed)
     for sl in micro_slices(d.completion_ids.shape[0], micro_batches):
         ps, cs = _trim(sl, d)
-        lp, ent = policy.logprobs(d.prompt_ids[sl, ps], d.prompt_mask[sl, ps], d.completion_ids[sl, cs],
-                                  d.completion_mask[sl, cs], temperature, with_entropy=with_entropy)
-        out[sl, cs] = lp
+        res = policy.logprobs(d.prompt_ids[sl, ps], d.prompt_mask[sl, ps], d.completion_ids[sl, cs],
+                              d.completion_mask[sl, cs], temperature, with_entropy=with_entropy, **more)
+        out[sl, cs] = res[0]
         if ents is not None:
-            ents[sl, cs] = ent
-    return out, ents
+            ents[sl, cs] = res[1]
+        if s2 is not None:
+            s2[sl, cs] = res[2]
+    return (out, ents, s2) if with_sum_pi2 else (out, ents)
 
 
 def high_entropy_mask(ent: torch.Tensor, tokens: torch.Tensor, quantile: float) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """The model side of a training step, around the pure scoring step (train/score.py):
 
 * ``prepare``: the step's training tensors, with the old-policy log-probs (and entropies) when
-  ``num_iterations`` > 1, a shaping component needs them, or the sampler's log-probs must be
-  corrected (truncated importance sampling);
+  ``num_iterations`` > 1, a shaping component needs them, the sampler's log-probs must be
+  corrected (truncated importance sampling) or the advantage needs them (a KL penalty in the
+  rewards; OTB's sum_v pi_v^2, computed in the same pass);
 * ``optimise``: the rows this process trains (zero-advantage rows skipped where that changes
   nothing), the reference log-probs, then ``num_iterations`` optimizer updates (micro-batched
   forward/backward, gradients summed over processes, clipping, AdamW), never applying a
@@ -38,15 +39,18 @@ def prepare(run, col) -> StepData:
     tis = r.sampler_logp is not None and cfg.rollout.tis_cap > 0
     adv = cfg.advantage
     t0 = time.perf_counter()
-    if t.num_iterations > 1 or cfg.shaping.needs_logp or tis or adv.needs_ref_logp:
-        d.old_logp, ent = _logprobs(run.policy, d, t.micro_batches, _temperature(g),     # [N, T] under pi_old
-                                    with_entropy=cfg.shaping.needs_entropy, sharded=run.sharded)
+    if t.num_iterations > 1 or cfg.shaping.needs_logp or tis or adv.needs_ref_logp or adv.needs_sum_pi2:
+        d.old_logp, ent, s2 = _logprobs(run.policy, d, t.micro_batches, _temperature(g),     # [N, T] under pi_old
+                                        with_entropy=cfg.shaping.needs_entropy, sharded=run.sharded,
+                                        with_sum_pi2=adv.needs_sum_pi2)
         if ent is not None:
             batch.extra["tok_entropy"] = ent.cpu()
+        if s2 is not None:      # OTB: the old policy's sum_v pi_v^2 per token, with its log-probs
+            batch.extra["old_logp"], batch.extra["sum_pi2"] = d.old_logp.cpu(), (s2 * r.completion_mask).cpu()
         seq = (d.old_logp * r.completion_mask).sum(1) / r.completion_mask.sum(1).clamp(min=1)
         batch.extra["seq_logp"] = seq.cpu()
     if adv.needs_ref_logp:      # a KL penalty in the rewards (GAE's kl_coef): old and reference log-probs
-        d.ref_logp, _ = _logprobs(run.ref, d, t.micro_batches, _temperature(g), sharded=run.sharded)
+        d.ref_logp = _logprobs(run.ref, d, t.micro_batches, _temperature(g), sharded=run.sharded)[0]
         batch.extra["old_logp"], batch.extra["ref_logp"] = d.old_logp.cpu(), d.ref_logp.cpu()
     if adv.needs_values:        # the critic's V_old [N, T] before any update
         d.old_values = critic_mod.old_values(run.critic, d, t.micro_batches)
@@ -172,22 +176,23 @@ def pad_rows(d: StepData, donor: StepData, k: int) -> StepData:
 
 
 def _logprobs(policy, d: StepData, micro_batches: int, temp: float, with_entropy: bool = False,
-              sharded: bool = False):
-    """Old-policy log-probs (and entropies) of every row of the global batch: each process
-    computes its own rows (padded to ``micro_batches`` rows under FSDP), then they are gathered."""
+              sharded: bool = False, with_sum_pi2: bool = False):
+    """Old-policy log-probs, entropies (else None) and sum_v pi_v^2 (OTB; else None) [N, T] of
+    every row of the global batch: each process computes its own rows (padded to
+    ``micro_batches`` rows under FSDP), then they are gathered."""
     if d.mine is None:
-        return logprobs_all(policy, d, micro_batches, temp, with_entropy=with_entropy)
+        out = logprobs_all(policy, d, micro_batches, temp, with_entropy=with_entropy, with_sum_pi2=with_sum_pi2)
+        return out if with_sum_pi2 else (*out, None)
     own = d.select(d.mine.to(d.completion_ids.device))
     n = own.completion_ids.shape[0]
     if sharded:
         own = pad_rows(own, d, micro_batches)
-    lp, ent = logprobs_all(policy, own, micro_batches, temp, with_entropy=with_entropy)
-    lp, ent = lp[:n], None if ent is None else ent[:n]
-    full = torch.zeros(d.completion_ids.shape, dtype=torch.float32)
-    full_ent = torch.zeros_like(full) if with_entropy else None
-    for rows, l, e in dist.gather_objects((d.mine.cpu(), lp.cpu(), None if ent is None else ent.cpu())):
-        full[rows, : l.shape[1]] = l
-        if full_ent is not None:
-            full_ent[rows, : e.shape[1]] = e
+    out = logprobs_all(policy, own, micro_batches, temp, with_entropy=with_entropy, with_sum_pi2=with_sum_pi2)
+    parts = [None if x is None else x[:n].cpu() for x in (*out, None)[:3]]      # log-probs, entropies, sum pi^2
+    full = [torch.zeros(d.completion_ids.shape, dtype=torch.float32) if x is not None else None for x in parts]
+    for rows, *got in dist.gather_objects((d.mine.cpu(), *parts)):
+        for f, x in zip(full, got):
+            if f is not None:
+                f[rows, : x.shape[1]] = x
     dev = d.completion_ids.device
-    return full.to(dev), None if full_ent is None else full_ent.to(dev)
+    return tuple(None if f is None else f.to(dev) for f in full)

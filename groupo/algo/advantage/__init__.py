@@ -12,8 +12,11 @@
 * ``opo``: OPO's length-weighted optimal baseline
 * ``gpg``: GPG's mean baseline with the valid-sample correction B/(B-M)
 * ``passk``: pass@k advantages: verl's best-of-group ``grpo_passk`` and the analytic ``passk``
+* ``remax``: ReMax's greedy-completion baseline
+* ``gae``: PPO's per-token GAE from a critic's values
+* ``otb``: the Optimal Token Baseline (per token, weighted by cumulative realized energy)
 * ``common``: the result record and shared helpers
 
-Each is called with a ``Batch`` and returns an ``AdvantageResult`` (advantages [N], keep [N],
-weights [N]); groups are ragged (``groupo.ops``).
+Each is called with a ``Batch`` and returns an ``AdvantageResult`` (advantages [N], or [N, T]
+for the per-token ``gae`` and ``otb``, keep [N], weights [N]); groups are ragged (``groupo.ops``).
 """
