@@ -87,7 +87,8 @@ def cmd_claims(args) -> int:
     only = [x for x in (args.only or "").split(",") if x]
     if args.report_only:
         setup, cl = claims.load_claims(args.claims)
-        summary = claims.summarize([c for c in cl if not only or c.id in only], claims.cells(setup, cl)[1], out)
+        summary = claims.summarize([c for c in cl if not only or c.id in only], claims.cells(setup, cl)[1], out,
+                                    title=f"Claims: {setup.get('name', 'claims')}")
     else:
         summary = claims.run_claims(args.claims, out, _console(), only=only)
     for c in summary["claims"]:

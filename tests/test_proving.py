@@ -123,7 +123,12 @@ def test_claims_summary_from_cells(tmp_path):
     assert ent["arms"]["a"]["values"] == [3.5, 3.5, 3.5] and ent["verdict"] == "holds"
     assert ent["difference"]["values"] == [-1.0, -1.0, -1.0]
     assert acc["arms"]["a"]["compute"][0] == {"train_s": 3.0, "steps": 3, "tokens_generated": 30, "warmstart_steps": 0}
-    assert "**holds**" in (tmp_path / "claims.md").read_text()
+    md = (tmp_path / "claims.md").read_text()
+    assert "**holds**" in md and "![acc](plots/acc.png)" in md and "![ent](plots/ent.png)" in md
+    # the plots behind the verdicts, and the report with the table and both figures embedded
+    assert (tmp_path / "plots/acc.png").stat().st_size > 5000 and (tmp_path / "plots/ent.png").stat().st_size > 5000
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "95% t-intervals" in page and "a wins (acc)" in page
     with pytest.raises(ConfigError, match=r"claims\[0\]: arms must be"):
         bad = tmp_path / "bad.yaml"
         bad.write_text("claims: [{id: x, claim: y, metric: z, arms: {a: {}}}]\n")

@@ -159,7 +159,7 @@ def run_claims(path: str | Path, out: Path, console=None, only: list | None = No
     for cell in study.cells:                         # every cell's config valid before anything trains
         cell_config(study, cell, init_dir=None)
     run_study(study, out, console)
-    return summarize(claims, seeds, out)
+    return summarize(claims, seeds, out, title=f"Claims: {setup.get('name', 'claims')}")
 
 
 def _compute(run_dir: Path) -> dict:
@@ -171,8 +171,8 @@ def _compute(run_dir: Path) -> dict:
             "warmstart_steps": (ev.get("warmstart") or {}).get("steps", 0)}
 
 
-def summarize(claims: list[Claim], seeds: list[int], out: Path) -> dict:
-    """summary.json and claims.md under ``out`` from the finished cells."""
+def summarize(claims: list[Claim], seeds: list[int], out: Path, title: str = "Claims") -> dict:
+    """summary.json, claims.md, the plots and report.html under ``out`` from the finished cells."""
     from .study import _done
 
     result = []
@@ -193,7 +193,9 @@ def summarize(claims: list[Claim], seeds: list[int], out: Path) -> dict:
     summary = {"seeds": seeds, "claims": result}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (out / "claims.md").write_text(markdown(summary))
+    from .claims_report import write_report
+
+    (out / "claims.md").write_text(write_report(summary, markdown(summary), out, title=title))
     return summary
 
 

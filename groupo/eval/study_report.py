@@ -229,7 +229,8 @@ def write_study(out: Path, cells: list[tuple[str, int, Path]], title: str, note:
     return summary
 
 
-def _html(title: str, note: str, md: str, plots: list[Path]) -> str:
+def _html(title: str, note: str, md: str, plots: list[Path],
+          intervals: str = "Intervals: 95% percentile bootstrap over seeds.") -> str:
     table = [ln for ln in md.splitlines() if ln.startswith("|")]
     rows = []
     for i, ln in enumerate(table):
@@ -245,7 +246,7 @@ def _html(title: str, note: str, md: str, plots: list[Path]) -> str:
            "td:first-child{text-align:left;font-weight:600}img{max-width:100%;border:1px solid #eee}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>"
-            f"<table>{''.join(rows)}</table><p>Intervals: 95% percentile bootstrap over seeds.</p>{imgs}"
+            f"<table>{''.join(rows)}</table><p>{html.escape(intervals)}</p>{imgs}"
             "</body></html>")
 
 
