@@ -54,6 +54,7 @@ CASES = {
     # OTB: the old log-probs and sum pi^2 of every row gathered from the ranks (the per-token baseline
     # needs the whole group's realized energy)
     "otb": ["advantage.name=otb", "aggregation.name=token_mean"],
+    "fsdp_otb": ["train.parallel=fsdp", "advantage.name=otb", "aggregation.name=token_mean"],
 }
 
 
