@@ -224,3 +224,38 @@ def test_two_processes_share_one_session(server, tiny_dir, tmp_path):
     assert all(torch.equal(w_local[k], w_remote[k]) for k in w_local)
     assert [r["rollout/version_min"] for r in rows] == [0, 1, 2]
     assert [(r["rollout/version_min"], r["rollout/staleness_max"]) for r in lag] == [(0, 0), (0, 1), (1, 1)]
+
+
+@pytest.fixture
+def vllm_server(fake_vllm, tiny_dir, tmp_path):
+    """``groupo serve-rollouts --engine vllm`` in this process (a thread), its engine the fake vLLM."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from groupo.rollout.server import RolloutServer, _Handler
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.app = RolloutServer(str(tiny_dir), tmp_path / "weights", engine="vllm", say=lambda s: None)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd.app
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_vllm_engine_server_equals_colocated_vllm(vllm_server, fake_vllm, tiny_dir, tmp_path):
+    """A server sampling with vLLM gives the colocated vLLM backend's run: the same per-prompt seeds
+    (drawn from the trainer's generators), samples, metrics and final weights; the engine loads
+    every pushed version before it samples."""
+    url, app = vllm_server
+    over = [_reward(tmp_path), "model.device=cpu"]
+    local = _train(tmp_path / "local", tiny_dir, *over, "rollout.name=vllm")
+    remote_rows = _train(tmp_path / "remote", tiny_dir, *over, "rollout.name=server", f"rollout.url={url}")
+    assert app.info()["engine"] == "vllm" and app.loaded[1] == STEPS - 1
+    assert _samples(tmp_path / "remote") == _samples(tmp_path / "local")
+    assert _stable(remote_rows) == _stable(local)
+    w_local, w_remote = _final(tmp_path / "local")[0], _final(tmp_path / "remote")[0]
+    assert all(torch.equal(w_local[k], w_remote[k]) for k in w_local)
+    server_llm = app.engine.llm
+    assert server_llm.calls.count("generate") == STEPS and server_llm.calls.count("load_weights") == STEPS
+    assert all(r["tis/mean_weight"] == pytest.approx(1.0, abs=1e-3) for r in remote_rows if "tis/mean_weight" in r)

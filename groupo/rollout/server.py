@@ -6,8 +6,12 @@ log-probs of the sampled tokens; after every optimizer update the trainer pushes
 (rollout/transport.py) and the server loads them before the next request that names them. Here
 the server runs groupo's own sampler (``rollout.hf.generate``, the lean or hf decode step) on a
 model loaded from the same directory as the trainer's, so for the same generator states it
-returns exactly the samples colocated generation gives (tests/test_rollout_server.py). A vLLM
-server on its own GPUs with NCCL weight pushes is not built (docs/scaling.md).
+returns exactly the samples colocated generation gives (tests/test_rollout_server.py). With
+``--engine vllm`` a vLLM engine in the server process samples instead (GPU; the HF copy of the
+model receives the pushed weights and the engine loads them before the next generation, as the
+colocated backend does), with per-prompt seeds drawn from the trainer's generators exactly as
+colocated ``rollout.name=vllm`` draws them, so it returns the colocated vLLM samples. Weights travel
+through files in a shared directory; NCCL weight pushes are not built (docs/scaling.md).
 
 Protocol: JSON over HTTP (the standard library's ``http.server``; bodies up to ``MAX_BODY``),
 one generation at a time (a lock), health answered meanwhile:
@@ -61,7 +65,7 @@ class RolloutServer:
     """The model, its tokenizer and the weights version loaded; ``generate`` and ``load``."""
 
     def __init__(self, model_dir: str, weights_dir: str | Path, device: str = "cpu", dtype: str = "float32",
-                 say=print):
+                 say=print, engine: str = "groupo", gpu_memory_utilization: float = 0.85, engine_args: dict | None = None):
         from ..model import gemm
         from ..model.load import load_model, load_tokenizer, pick_device
 
@@ -73,13 +77,22 @@ class RolloutServer:
         self.transport = FileTransport(weights_dir)
         self.loaded: tuple = (None, -1)         # (session, version); (None, -1): the directory's weights
         self.lock = threading.Lock()
+        self.engine = None                      # --engine vllm: the engine that samples (GPU)
+        if engine == "vllm":
+            from .vllm import VLLMEngine
+
+            self.engine = VLLMEngine(model_dir, dtype, gpu_memory_utilization=gpu_memory_utilization, seed=0,
+                                     sleep=False, engine_kwargs=engine_args)
+        elif engine != "groupo":
+            raise ValueError(f"engine must be 'groupo' or 'vllm', got {engine!r}")
 
     def info(self) -> dict:
         p = next(self.model.parameters())
         return {"ok": True, "model": self.model_dir, "weights_dir": str(self.transport.root.resolve()),
                 "device": self.device.type, "dtype": str(p.dtype).removeprefix("torch."),
                 "pad_token_id": self.tokenizer.pad_token_id, "vocab_size": int(self.model.config.vocab_size),
-                "loaded": list(self.loaded), "threads": torch.get_num_threads(), "pid": os.getpid()}
+                "loaded": list(self.loaded), "threads": torch.get_num_threads(), "pid": os.getpid(),
+                "engine": "vllm" if self.engine is not None else "groupo"}
 
     # -- weights
     def _ensure(self, session: str, version: int) -> None:
@@ -108,6 +121,8 @@ class RolloutServer:
         if session != self.loaded[0]:
             self.transport.forget_others(session)     # a new run: earlier runs' files go
         self.loaded = (session, version)
+        if self.engine is not None:
+            self.engine.dirty = True                  # the engine loads them before it samples again
 
     def load(self, req: dict) -> dict:
         session, version = _session(req)
@@ -132,9 +147,12 @@ class RolloutServer:
             self._ensure(session, version)
             gemm.select(str(req.get("gemm", "torch")))         # the trainer's float32 products
             gens = make_generators(spec, self.device)
-            roll = generate(self.model, self.tokenizer, prompts, sizes, n_new, eos, float(req.get("temperature", 1.0)),
-                            float(req.get("top_p", 1.0)), int(req.get("top_k", 0)), gens, decode=decode,
-                            autocast=autocast_dtype(req.get("autocast") or "none"), return_logp=True)
+            temp, top_p, top_k = float(req.get("temperature", 1.0)), float(req.get("top_p", 1.0)), int(req.get("top_k", 0))
+            if self.engine is not None:                  # the colocated vLLM backend's seeds and sampling
+                roll = self._vllm(prompts, sizes, n_new, eos, temp, top_p, top_k, gens)
+            else:
+                roll = generate(self.model, self.tokenizer, prompts, sizes, n_new, eos, temp, top_p, top_k, gens,
+                                decode=decode, autocast=autocast_dtype(req.get("autocast") or "none"), return_logp=True)
             enc = self.tokenizer(prompts, padding=True, add_special_tokens=False)
             prompt_ids = [[t for t, m in zip(ids, mask) if m] for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
             mask = roll.completion_mask.bool().cpu()
@@ -145,6 +163,17 @@ class RolloutServer:
                  f"{version}, {dt:.2f} s")
         return {"session": session, "version": version, "prompt_ids": prompt_ids, "rows": rows,
                 "generators": generator_states(gens)["states"], "seconds": dt}
+
+
+    def _vllm(self, prompts, sizes, n_new, eos, temperature, top_p, top_k, gens):
+        from .base import check_context
+        from .vllm import prompt_seeds
+
+        enc = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        check_context(self.model, max(len(e) for e in enc), n_new)
+        seeds = prompt_seeds(gens, len(prompts))
+        return self.engine.generate(self.model, self.tokenizer, prompts, sizes, n_new, eos, temperature, top_p, top_k,
+                                    seeds, enc=enc)
 
 
 def _session(req: dict) -> tuple:
@@ -242,12 +271,18 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                     help="until the first push (then the trainer's weight dtype)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: the free cores, as model.threads=0)")
+    ap.add_argument("--engine", default="groupo", choices=("groupo", "vllm"),
+                    help="groupo: groupo's sampler (CPU or GPU); vllm: a vLLM engine in this process (GPU, "
+                         "pip install 'groupo[vllm]'); the trainer keeps rollout.tis_cap on")
+    ap.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="--engine vllm: vLLM's share of the GPU")
     a = ap.parse_args(argv)
-    return serve(a.model, a.host, a.port, a.weights_dir, a.device, a.dtype, a.threads)
+    return serve(a.model, a.host, a.port, a.weights_dir, a.device, a.dtype, a.threads, a.engine,
+                 a.gpu_memory_utilization)
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8799, weights_dir: str | None = None,
-          device: str = "cpu", dtype: str = "float32", threads: int = 0) -> int:
+          device: str = "cpu", dtype: str = "float32", threads: int = 0, engine: str = "groupo",
+          gpu_memory_utilization: float = 0.85) -> int:
     """Load ``model`` and serve until interrupted (Ctrl-C or SIGTERM). ``port`` 0: a free port.
     ``weights_dir``: where trainers write their weights (default ``<tmp>/groupo-rollouts-<port>``)."""
     from .. import runtime
@@ -259,7 +294,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8799, weights_dir: st
     wdir = Path(weights_dir) if weights_dir else Path(tempfile.gettempdir()) / f"groupo-rollouts-{port}"
     wdir.mkdir(parents=True, exist_ok=True)
     try:
-        httpd.app = RolloutServer(model, wdir, device, dtype, say=lambda s: print(s, flush=True))
+        httpd.app = RolloutServer(model, wdir, device, dtype, say=lambda s: print(s, flush=True), engine=engine,
+                                  gpu_memory_utilization=gpu_memory_utilization)
     except BaseException:
         httpd.server_close()
         raise
