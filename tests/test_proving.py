@@ -122,7 +122,8 @@ def test_claims_summary_from_cells(tmp_path):
     # entropy 2, 3, 4 per step: last2 = 3.5; b is 1 higher every seed, so a<b holds with zero spread
     assert ent["arms"]["a"]["values"] == [3.5, 3.5, 3.5] and ent["verdict"] == "holds"
     assert ent["difference"]["values"] == [-1.0, -1.0, -1.0]
-    assert acc["arms"]["a"]["compute"][0] == {"train_s": 3.0, "steps": 3, "tokens_generated": 30, "warmstart_steps": 0}
+    assert acc["arms"]["a"]["compute"][0] == {"train_s": 3.0, "steps": 3, "tokens_generated": 30, "warmstart_steps": 0,
+                                              "warmstart_s": None}
     md = (tmp_path / "claims.md").read_text()
     assert "**holds**" in md and "![acc](plots/acc.png)" in md and "![ent](plots/ent.png)" in md
     # the plots behind the verdicts, and the report with the table and both figures embedded

@@ -168,7 +168,8 @@ def _compute(run_dir: Path) -> dict:
     ev = json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").exists() else {}
     return {"train_s": round(sum(r.get("time/step", 0.0) for r in rows), 1), "steps": len(rows),
             "tokens_generated": int(sum(r.get("tokens/generated", 0) for r in rows)),
-            "warmstart_steps": (ev.get("warmstart") or {}).get("steps", 0)}
+            "warmstart_steps": (ev.get("warmstart") or {}).get("steps", 0),
+            "warmstart_s": (ev.get("warmstart") or {}).get("seconds")}
 
 
 def summarize(claims: list[Claim], seeds: list[int], out: Path, title: str = "Claims") -> dict:

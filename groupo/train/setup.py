@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -193,8 +194,10 @@ def _warm_start(run: Run, progress) -> None:
     saves the result as ``RUN/init`` (the reference policy and LoRA's base)."""
     cfg = run.cfg
     run.say(f"warm start: {cfg.warmstart.steps} supervised steps")
+    t0 = time.perf_counter()
     info = warm_start(run.model, run.tokenizer, cfg.task, cfg.template, cfg.warmstart, run.eos_ids,
                       cfg.generation.max_new_tokens, cfg.seed, on_step=progress.warm if progress else None)
+    info = {**info, "seconds": round(time.perf_counter() - t0, 1)}     # the compute of SFT arms (claims)
     run.results["warmstart"] = info
     if run.main:
         run.model.save_pretrained(run.run_dir / "init")
