@@ -81,7 +81,7 @@ def plot_claim(c: dict, out: Path) -> Path | None:
     """``out/plots/<id>.png`` for one claim; None when neither arm has a value yet."""
     if not any(v is not None for k in ("a", "b") for v in c["arms"][k]["values"]):
         return None
-    training = "@" in c["metric"]
+    training = not c["metric"].startswith("eval.")      # NAME@lastK: a training metric, its curve too
     fig = Figure(figsize=(15 if training else 10, 4.2), layout="constrained")
     axes = fig.subplots(1, 3 if training else 2)
     _points(axes[0], c)
