@@ -185,7 +185,9 @@ def test_canary_completions_are_never_executed(tmp_path):
     ("\\boxed{0.33}", "\\frac13", 0.0), ("I think 3, final answer 4", "3", 0.0), ("\\boxed{}", "5", 0.0),
 ])
 def test_math_verify_equivalences(pred, gold, expected):
-    assert verify(pred, gold, "math") == expected
+    # a generous bound: the default (5 s, 1 s inside math-verify) made the symbolic case fail once on
+    # a loaded machine; the time bound itself is tested with the hanging inputs
+    assert verify(pred, gold, "math", timeout=30.0) == expected
 
 
 def _sleepy_work(job, pred, gold, inner):
