@@ -166,15 +166,10 @@ class RolloutServer:
 
 
     def _vllm(self, prompts, sizes, n_new, eos, temperature, top_p, top_k, gens):
-        from .base import check_context
-        from .vllm import prompt_seeds
+        from .vllm import sample
 
-        enc = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        check_context(self.model, max(len(e) for e in enc), n_new)
-        seeds = prompt_seeds(gens, len(prompts))
-        return self.engine.generate(self.model, self.tokenizer, prompts, sizes, n_new, eos, temperature, top_p, top_k,
-                                    seeds, enc=enc)
-
+        return sample(self.engine, self.model, self.tokenizer, prompts, sizes, n_new, eos, temperature, top_p, top_k,
+                      gens)
 
 def _session(req: dict) -> tuple:
     session, version = req.get("session"), req.get("version")

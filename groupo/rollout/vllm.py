@@ -94,10 +94,8 @@ class VLLM(RolloutBackend):
             return empty_rollout(next(model.parameters()).device, sampler_logp=True)
         enc = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         check_context(model, max(len(e) for e in enc), max_new_tokens)   # one clear line before vLLM starts
-        engine = get_engine(model, self, autocast)
-        seeds = prompt_seeds(generator, len(prompts))
-        return engine.generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
-                               top_k, seeds, enc=enc)
+        return sample(get_engine(model, self, autocast), model, tokenizer, prompts, group_sizes, max_new_tokens,
+                      eos_ids, temperature, top_p, top_k, generator, enc)
 
     def weights_changed(self, model) -> None:
         if _ENGINE is not None:
@@ -314,6 +312,18 @@ def get_engine(model, backend: VLLM, autocast=None) -> VLLMEngine:
                              seeded=backend.seeded, engine_kwargs=backend.engine_args,
                              sleep_level=backend.sleep_level)
     return _ENGINE
+
+
+def sample(engine, model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p, top_k,
+           generator, enc=None):
+    """Sample with ``engine``, one seed per prompt drawn from ``generator`` (the colocated
+    backend and the rollout server's ``--engine vllm`` draw them alike, so they sample alike)."""
+    if enc is None:
+        enc = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        check_context(model, max(len(e) for e in enc), max_new_tokens)
+    seeds = prompt_seeds(generator, len(prompts))
+    return engine.generate(model, tokenizer, prompts, group_sizes, max_new_tokens, eos_ids, temperature, top_p,
+                           top_k, seeds, enc=enc)
 
 
 def prompt_seeds(generator, n: int) -> list:
