@@ -12,8 +12,9 @@ question weights, old log-probs gathered for num_iterations=2 with a KL referenc
 log-probs and sum pi^2 gathered from the ranks, and
 R³ replay state; and the same with the model sharded by FSDP2 (``train.parallel=fsdp``), including
 a step where one rank has no prompt (it runs zero-weight passes to keep the collectives in step);
-PPO's critic and ReMax's greedy rows; and generation in a rollout server (``groupo serve-rollouts``,
-started once here and shared by both sides).
+PPO's critic and ReMax's greedy rows; generation in a rollout server (``groupo serve-rollouts``,
+started once here and shared by both sides), from a plain and from a sharded trainer; and colocated
+vLLM, plain and sharded (on CPU the fake engine of tests/fake_vllm.py samples).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+FAKE_VLLM = str(Path(__file__).resolve().parents[1] / "tests" / "fake_vllm_launch.py")
 CASES = {
     "grpo": [],
     "dapo_token_mean_refill": ["aggregation.name=token_mean", "filter.name=zero_variance", "filter.refill=true",
@@ -55,6 +57,12 @@ CASES = {
     # needs the whole group's realized energy)
     "otb": ["advantage.name=otb", "aggregation.name=token_mean"],
     "fsdp_otb": ["train.parallel=fsdp", "advantage.name=otb", "aggregation.name=token_mean"],
+    # the sharded trainer pushes its gathered weights to the server (every rank gathers, rank 0 writes)
+    "fsdp_server": ["train.parallel=fsdp", "rollout.name=server", "rollout.tis_cap=0"],
+    # colocated vLLM, on CPU through the fake engine of tests/fake_vllm.py (tests/fake_vllm_launch.py):
+    # every rank its own engine, created before step 1; sharded, each engine loads the gathered weights
+    "vllm": ["rollout.name=vllm"],
+    "fsdp_vllm": ["train.parallel=fsdp", "rollout.name=vllm"],
 }
 
 
@@ -138,11 +146,12 @@ def _run_cases(args, cases, model, reward, tmp, env, url) -> tuple[float, list]:
         over = overrides(model, reward, case, args.device)
         if "rollout.name=server" in over:
             over.append(f"rollout.url={url}")
-        base = [sys.executable, "-m", "groupo", "train", "demo", *over]
-        subprocess.run([*base, "--out", str(tmp / case / "one")], check=True, env=env,
-                       stdout=subprocess.DEVNULL)
+        # the vllm cases on CPU: groupo with the fake vllm installed (on cuda: the real one)
+        prog = [FAKE_VLLM] if "rollout.name=vllm" in over and args.device == "cpu" else ["-m", "groupo"]
+        subprocess.run([sys.executable, *prog, "train", "demo", *over, "--out", str(tmp / case / "one")], check=True,
+                       env=env, stdout=subprocess.DEVNULL)
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc)]
-        out = subprocess.run([*torchrun, "-m", "groupo", "train", "demo", *over, "--out", str(tmp / case / "two")],
+        out = subprocess.run([*torchrun, *prog, "train", "demo", *over, "--out", str(tmp / case / "two")],
                              env=env, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stdout[-3000:], out.stderr[-3000:], sep="\n")

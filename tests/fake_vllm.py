@@ -137,13 +137,25 @@ class _FakeLLM:
         return out
 
 
+def _module():
+    mod = types.ModuleType("vllm")
+    mod.LLM, mod.SamplingParams, mod.__version__ = _FakeLLM, _SamplingParams, API["vllm"]
+    return mod
+
+
+def install_for_process() -> None:
+    """Install the fake for the rest of this process (tests/fake_vllm_launch.py: torchrun runs)."""
+    from groupo.rollout import vllm as vb
+
+    sys.modules["vllm"] = _module()
+    vb.check_available = lambda: None      # not torch.cuda.is_available: checkpoints ask it too
+
+
 def install(monkeypatch):
     """Install the fake as ``vllm`` (and pretend CUDA is there); yields the fake LLM class."""
     from groupo.rollout import vllm as vb
 
-    mod = types.ModuleType("vllm")
-    mod.LLM, mod.SamplingParams, mod.__version__ = _FakeLLM, _SamplingParams, API["vllm"]
-    monkeypatch.setitem(sys.modules, "vllm", mod)
+    monkeypatch.setitem(sys.modules, "vllm", _module())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(vb, "_ENGINE", None)
     saved = dict(os.environ)           # the engine sets torch.distributed's env:// variables

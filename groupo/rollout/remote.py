@@ -72,8 +72,6 @@ class Server(RolloutBackend):
 
     def prepare(self, model, autocast=None) -> None:
         global _CLIENT
-        if any(type(p).__name__ == "DTensor" for p in model.parameters()):
-            raise ModelError("rollout.name=server pushes full weights: train.parallel=fsdp is not supported with it")
         _CLIENT = Client(self.url, self.timeout_s)
         _CLIENT.connect()
         _CLIENT.push(model)
@@ -182,13 +180,15 @@ class Client:
         self.transport = FileTransport(self.info["weights_dir"])
 
     def push(self, model) -> None:
-        """Write the current version (rank 0), keeping any version a prefetched request still names."""
-        from ..train import dist
+        """Write the current version (rank 0), keeping any version a prefetched request still names.
+        A sharded model (train.parallel=fsdp) is gathered on every rank for it (a collective)."""
+        from ..train import dist, fsdp
         from .vllm import inference_weights
 
-        if dist.is_main():
-            keep = self.version - 1 if self.pending is None else min(self.version - 1, self.pending[1])
-            self.transport.push(inference_weights(model), self.session, self.version, keep_from=keep)
+        with fsdp.full_weights(model):
+            if dist.is_main():
+                keep = self.version - 1 if self.pending is None else min(self.version - 1, self.pending[1])
+                self.transport.push(inference_weights(model), self.session, self.version, keep_from=keep)
         if dist.world() > 1:
             dist.barrier()
 

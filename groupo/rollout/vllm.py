@@ -43,6 +43,10 @@ but not reproducible). The engine stops at exactly ``eos_ids`` (``ignore_eos`` +
 sets it); the loss corrects the mismatch with truncated importance weights (``algo/tis.py``,
 ``tis_cap``).
 
+With ``train.parallel=fsdp`` generation runs with the model gathered (``fsdp.full_weights``), so
+``inference_weights`` reads full tensors and each rank's engine loads them without a collective
+of its own (scripts/dist_check.py cases ``vllm`` and ``fsdp_vllm``, on CPU through the fake engine).
+
 Status: the calls are checked against vLLM 0.30.0's source (``make check-vllm``); the glue runs on
 CPU against a fake ``vllm`` module that refuses any argument the real one lacks (tests/test_vllm.py:
 padding, log-prob alignment, seeds, sleep/sync order for both levels, LoRA weights), but it has
