@@ -9,7 +9,8 @@ GRPO) three times (colocated ``lean``; ``rollout.name=server``; server with ``ro
 each run's median step time, the overlap/synchronous ratio, the staleness logged by the overlapped
 run and the largest weight difference between the colocated and the server run (0 on CPU; on a GPU
 it depends on the kernels being the same in both processes, so it is recorded, not required).
-``fsdp``: ``scripts/dist_check.py --device cuda`` with one process per visible GPU (at most 2) on
+With 2 GPUs it also runs the server on the second GPU with ``--weights group`` (weights over NCCL)
+and the trainer on the first. ``fsdp``: ``scripts/dist_check.py --device cuda`` with one process per visible GPU (at most 2) on
 the FSDP cases and the plain data-parallel one. Each check writes OUT/<check>.json as a list of
 ``{"check", "status", ...}`` rows, the format of gpu_smoke's summary.json.
 ``report``: every OUT/*.json as one markdown table, printed, and with ``--doc`` written into the
@@ -72,18 +73,11 @@ def server_check(args) -> list:
         model = out / "tiny_model"
         if not (model / "config.json").exists():
             build_tiny(model, seed=0, hidden=256, layers=4, heads=4)
-    log = out / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "groupo", "serve-rollouts", "--model", str(model), "--port", "0",
-                             "--device", args.device, "--weights-dir", str(out / "weights")],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    procs = []
     try:
-        url, t0 = None, time.time()
-        while url is None and time.time() - t0 < 120 and proc.poll() is None:
-            found = re.search(r"on (http://\S+) ", log.read_text())
-            url = found.group(1) if found else None
-            time.sleep(0.5)
+        url = _start(out / "server.log", model, args.device, ["--weights-dir", str(out / "weights")], procs)
         if url is None:
-            _row(rows, "server start", False, log=log.read_text()[-500:])
+            _row(rows, "server start", False, log=(out / "server.log").read_text()[-500:])
             return rows
         common = [f"model.path={model}", "model.tiny=false", f"model.device={args.device}", "warmstart.steps=30",
                   "generation.group_size=8", "generation.prompts_per_step=8", f"generation.max_new_tokens={args.max_new}",
@@ -104,13 +98,50 @@ def server_check(args) -> list:
         if all(r["status"] == "OK" for r in rows):
             _row(rows, "server vs colocated weights", True, max_abs_diff=_weights_diff(out / "colocated", out / "server"))
             _row(rows, "overlap / synchronous step time", True, ratio=round(got["server_overlap"] / got["server"], 3))
+        _nccl_group(args, out, model, common, procs, rows)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return rows
+
+
+def _start(log: Path, model: Path, device: str, extra: list, procs: list, env: dict | None = None) -> str | None:
+    """``groupo serve-rollouts`` on a free port (appended to ``procs``); its url, or None."""
+    proc = subprocess.Popen([sys.executable, "-m", "groupo", "serve-rollouts", "--model", str(model), "--port", "0",
+                             "--device", device, *extra], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    procs.append(proc)
+    url, t0 = None, time.time()
+    while url is None and time.time() - t0 < 120 and proc.poll() is None:
+        found = re.search(r"on (http://\S+) ", log.read_text())
+        url = found.group(1) if found else None
+        time.sleep(0.5)
+    return url
+
+
+def _nccl_group(args, out: Path, model: Path, common: list, procs: list, rows: list) -> None:
+    """``--weights group`` on NCCL: the server on the second GPU, the trainer on the first (NCCL
+    refuses two ranks on one GPU, so one GPU skips it)."""
+    import torch
+
+    if args.device != "cuda" or torch.cuda.device_count() < 2:
+        _row(rows, "server --weights group (nccl)", None, why="needs 2 GPUs (NCCL: one rank per GPU)")
+        return
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "0,1").split(",")[1]}
+    url = _start(out / "server_group.log", model, "cuda", ["--weights", "group"], procs, env)
+    if url is None:
+        _row(rows, "server --weights group (nccl) start", False, log=(out / "server_group.log").read_text()[-500:])
+        return
+    rc, metrics = _train(out / "server_group", common + ["rollout.name=server", f"rollout.url={url}", "rollout.tis_cap=0"],
+                         args.timeout)
+    ok = rc == 0 and bool(metrics) and all(math.isfinite(r.get("loss", 0.0)) for r in metrics)
+    info = dict(rc=rc, steps=len(metrics), step_s=round(_median_step(metrics), 4) if metrics else None)
+    if ok and (out / "colocated").exists():
+        info["max_abs_diff_vs_colocated"] = _weights_diff(out / "colocated", out / "server_group")
+    _row(rows, "train server_group (nccl weights)", ok, **info)
 
 
 def fsdp_check(args) -> list:

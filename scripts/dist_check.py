@@ -13,7 +13,7 @@ log-probs and sum pi^2 gathered from the ranks, and
 R³ replay state; and the same with the model sharded by FSDP2 (``train.parallel=fsdp``), including
 a step where one rank has no prompt (it runs zero-weight passes to keep the collectives in step);
 PPO's critic and ReMax's greedy rows; generation in a rollout server (``groupo serve-rollouts``,
-started once here and shared by both sides), from a plain and from a sharded trainer; and colocated
+started once here and shared by both sides), from a plain and from a sharded trainer (weights as files, and over a gloo group); and colocated
 vLLM, plain and sharded (on CPU the fake engine of tests/fake_vllm.py samples).
 """
 from __future__ import annotations
@@ -59,6 +59,8 @@ CASES = {
     "fsdp_otb": ["train.parallel=fsdp", "advantage.name=otb", "aggregation.name=token_mean"],
     # the sharded trainer pushes its gathered weights to the server (every rank gathers, rank 0 writes)
     "fsdp_server": ["train.parallel=fsdp", "rollout.name=server", "rollout.tis_cap=0"],
+    # the same with the weights over a gloo group of two (a second server, --weights group)
+    "fsdp_server_group": ["train.parallel=fsdp", "rollout.name=server", "rollout.tis_cap=0"],
     # colocated vLLM, on CPU through the fake engine of tests/fake_vllm.py (tests/fake_vllm_launch.py):
     # every rank its own engine, created before step 1; sharded, each engine loads the gathered weights
     "vllm": ["rollout.name=vllm"],
@@ -89,15 +91,18 @@ def max_diff(a: Path, b: Path) -> float:
     return max(diffs)
 
 
-def start_server(model: Path, tmp: Path, device: str, env: dict):
+GROUP_CASES = {"fsdp_server_group"}      # served by the --weights group server
+
+
+def start_server(model: Path, tmp: Path, device: str, env: dict, weights: str = "files"):
     """``groupo serve-rollouts`` on a free port; returns the process and its URL."""
     import time
 
-    log = tmp / "server.log"
+    log = tmp / f"server_{weights}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "groupo", "serve-rollouts", "--model", str(model), "--port", "0",
-                                 "--threads", "1", "--device", device, "--weights-dir", str(tmp / "server_weights")],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+                                 "--threads", "1", "--device", device, "--weights-dir", str(tmp / "server_weights"),
+                                 "--weights", weights], stdout=out, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 180
     while "serving rollouts" not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -127,25 +132,28 @@ def main() -> int:
         unknown = [c for c in cases if c not in CASES]
         if unknown:
             raise SystemExit(f"dist-check: unknown case {unknown[0]!r}; the cases: {', '.join(CASES)}")
-        server, url = (start_server(model, tmp, args.device, env) if any("rollout.name=server" in CASES[c] for c in cases)
-                       else (None, None))
+        servers, urls = [], {}
         try:
-            worst, failed = _run_cases(args, cases, model, reward, tmp, env, url)
+            for kind in ("files", "group"):
+                if any("rollout.name=server" in CASES[c] and (c in GROUP_CASES) == (kind == "group") for c in cases):
+                    proc, urls[kind] = start_server(model, tmp, args.device, env, kind)
+                    servers.append(proc)
+            worst, failed = _run_cases(args, cases, model, reward, tmp, env, urls)
         finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=30)
+            for proc in servers:
+                proc.terminate()
+                proc.wait(timeout=30)
     print(f"dist-check: largest weight difference over {len(cases)} cases = {worst:.3e} "
           f"(tolerance {args.tol:g}); {'all passed' if not failed else 'failed: ' + ', '.join(failed)}")
     return 1 if failed else 0
 
 
-def _run_cases(args, cases, model, reward, tmp, env, url) -> tuple[float, list]:
+def _run_cases(args, cases, model, reward, tmp, env, urls) -> tuple[float, list]:
     worst, failed = 0.0, []
     for case in cases:
         over = overrides(model, reward, case, args.device)
         if "rollout.name=server" in over:
-            over.append(f"rollout.url={url}")
+            over.append(f"rollout.url={urls['group' if case in GROUP_CASES else 'files']}")
         # the vllm cases on CPU: groupo with the fake vllm installed (on cuda: the real one)
         prog = [FAKE_VLLM] if "rollout.name=vllm" in over and args.device == "cpu" else ["-m", "groupo"]
         subprocess.run([sys.executable, *prog, "train", "demo", *over, "--out", str(tmp / case / "one")], check=True,

@@ -78,6 +78,7 @@ def test_resume_gives_the_same_weights_and_metrics(recipe, tmp_path):
     assert [drop(m) for m in ma] == [drop(m) for m in mb]
 
 
+@pytest.mark.slow
 def test_eval_json_with_overrides(recipe, tmp_path):
     out = tmp_path / "run"
     groupo("train", recipe, "--out", out, "train.steps=1", "eval.before=false")

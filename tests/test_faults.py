@@ -48,7 +48,8 @@ def _metrics(run):
             for l in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("fault, resumes_from", [("gen@3", 2), ("opt@3", 2), ("ckpt@2", 1)])
+@pytest.mark.parametrize("fault, resumes_from", [("gen@3", 2), pytest.param("opt@3", 2, marks=pytest.mark.slow),
+                                                 pytest.param("ckpt@2", 1, marks=pytest.mark.slow)])
 def test_kill_9_then_resume_matches_uninterrupted(reference, tiny_dir, fault, resumes_from):
     d, reward = reference
     out = d / fault.replace("@", "_")
@@ -72,6 +73,7 @@ def _bare_resume(out, *extra):
                           capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_resume_with_no_arguments_is_the_same_run_and_refuses_drift(reference, tiny_dir, tmp_path):
     """`groupo train --out RUN --resume` alone continues with the run's own config.yaml (task,
     rewards, batch: everything) and ends bit-identical to the uninterrupted run; a changed setting
@@ -97,6 +99,7 @@ def test_resume_with_no_arguments_is_the_same_run_and_refuses_drift(reference, t
     assert _run(out, tiny_dir, reward, "train.steps=5", "--resume").returncode == 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_right_after_an_optimizer_update_still_saves_that_step(reference, tiny_dir):
     """SIGINT just after step 3's optimizer update (weights mid-step): the interrupt is held until
     step 3 is logged, step 3 is saved (checkpoint.every=0: no other checkpoint), and --resume ends
@@ -129,6 +132,7 @@ def test_nan_gradient_step_is_skipped_with_metric_and_warning(reference, tiny_di
     assert all(torch.isfinite(v).all() for v in load_file(out / "checkpoints/step_4/model.safetensors").values())
 
 
+@pytest.mark.slow
 def test_repeated_nan_loss_stops_with_one_line(reference, tiny_dir):
     d, reward = reference
     out = d / "nan_loss"

@@ -21,6 +21,7 @@ from groupo.algo.tis import tis_stats, truncated_is_weights
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_import_and_cpu_train_never_import_optional_gpu_packages(tiny_dir, tmp_path):
     code = (
         "import sys, groupo\n"
@@ -211,3 +212,4 @@ def test_gpu_scale_server_check_dry_run_on_cpu(tmp_path):
     rows = {x["check"]: x for x in json.loads((tmp_path / "server.json").read_text())}
     assert rows["server vs colocated weights"]["max_abs_diff"] == 0.0
     assert rows["train server_overlap"]["staleness_max"] == 1
+    assert rows["server --weights group (nccl)"]["status"] == "SKIP"      # NCCL needs a second GPU

@@ -213,6 +213,7 @@ def test_template_format_reward_component(tok):
         build("reward", "template_format", {"scoring": "exact"})
 
 
+@pytest.mark.slow
 def test_template_draws_identical_across_processes():
     """Same seed, separate interpreters with different hash seeds: the same template per
     (step, index), so a resumed or rerun job sees the same prompts."""

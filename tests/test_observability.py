@@ -281,6 +281,7 @@ def test_wandb_offline(tiny_dir, tmp_path, monkeypatch):
     assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
+@pytest.mark.slow
 def test_no_tracking_package_is_imported_without_report_to(tiny_dir, tmp_path):
     code = textwrap.dedent(f"""
         import sys

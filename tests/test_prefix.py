@@ -180,6 +180,7 @@ def test_split_attention_other_families_float64(kind, monkeypatch):
     assert torch.allclose(lp_a, lp_r * cm, atol=1e-12, rtol=0)
 
 
+@pytest.mark.slow
 def test_prefix_bench_script_runs():
     """bench/prefix_bench.py (part of `make bench`) on a one-layer model: times the three paths and
     prints the target line of the path `auto` picks."""

@@ -162,6 +162,7 @@ def test_code_in_an_answer_does_not_run(tmp_path, monkeypatch, fresh_pool):
         canary.unlink()
 
 
+@pytest.mark.slow
 def test_admissible_lets_golds_through_and_stops_code():
     rg = pytest.importorskip("reasoning_gym")
     for name in sorted(rgpool.ARITHMETIC | rgpool.SYMBOLIC):

@@ -23,22 +23,33 @@ BASE = ["model.tiny=false", "model.threads=1", "generation.group_size=4", "gener
 VOLATILE = ("time/", "mem/", "tokens_per_s", "rollout/", "tis/")
 
 
-@pytest.fixture(scope="module")
-def server(tiny_dir, tmp_path_factory):
-    """``groupo serve-rollouts`` on a free port in a subprocess (stopped at the end of the module)."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
+def _serve(folder: Path, *args):
+    """``groupo serve-rollouts`` on a free port in a subprocess; yields its url, then stops it."""
+    log = folder / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "groupo", "serve-rollouts", "--model", str(tiny_dir),
-                                 "--port", "0", "--threads", "1", "--weights-dir", str(log.parent / "weights")],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen([sys.executable, "-m", "groupo", "serve-rollouts", "--model", *args, "--port", "0",
+                                 "--threads", "1"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.monotonic() + 120
     while "serving rollouts" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
-    url = log.read_text().split(" on ", 1)[1].split()[0]
-    yield url
+    yield log.read_text().split(" on ", 1)[1].split()[0]
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_dir, tmp_path_factory):
+    """A server taking weights as files (stopped at the end of the module)."""
+    folder = tmp_path_factory.mktemp("server")
+    yield from _serve(folder, str(tiny_dir), "--weights-dir", str(folder / "weights"))
+
+
+@pytest.fixture(scope="module")
+def group_server(tiny_dir, tmp_path_factory):
+    """A server taking weights over a gloo process group of two (--weights group)."""
+    yield from _serve(tmp_path_factory.mktemp("group_server"), str(tiny_dir), "--weights", "group")
 
 
 def _reward(tmp_path):
@@ -93,6 +104,40 @@ def test_server_run_equals_colocated_run(server, tiny_dir, tmp_path, per_prompt)
     assert client.version == STEPS                                             # one push per update
     loaded = client.check_load(digest=True)                                    # the server loads the last one
     assert loaded["version"] == STEPS and loaded["digest"] == weights_digest(w_remote.items())
+
+
+def test_group_weights_equal_colocated_and_follow_overlap(group_server, tiny_dir, tmp_path):
+    """Weights over a gloo group of two instead of files: the run equals colocated generation
+    bit for bit and the server's model ends equal to the trainer's; with overlap the pushes land
+    while the server samples from the previous version (the scheduled versions of the file path)."""
+    from groupo.rollout import remote
+    from groupo.rollout.collective import GroupSender
+    from groupo.rollout.transport import weights_digest
+
+    over = [_reward(tmp_path), "generation.seed_per_prompt=true"]
+    local = _train(tmp_path / "local", tiny_dir, *over)
+    rows = _train(tmp_path / "group", tiny_dir, *over, "rollout.name=server", f"rollout.url={group_server}",
+                  "rollout.tis_cap=0")
+    client = remote._CLIENT
+    assert isinstance(client.transport, GroupSender) and client.info["weights"]["backend"] == "gloo"
+    assert _samples(tmp_path / "group") == _samples(tmp_path / "local")
+    assert _stable(rows) == _stable(local) and all(r["grad_norm"] > 0 for r in local)
+    w_local, w_group = _final(tmp_path / "local")[0], _final(tmp_path / "group")[0]
+    assert all(torch.equal(w_local[k], w_group[k]) for k in w_local)
+    loaded = client.check_load(digest=True)
+    assert loaded["version"] == STEPS and loaded["digest"] == weights_digest(w_group.items())
+    lag = _train(tmp_path / "lag", tiny_dir, *over, "rollout.name=server", f"rollout.url={group_server}",
+                 "rollout.overlap=true")
+    assert [(r["rollout/version_min"], r["rollout/staleness_max"]) for r in lag] == [(0, 0), (0, 1), (1, 1)]
+    assert remote._CLIENT.check_load(digest=True)["version"] == STEPS
+
+
+def test_attach_to_a_file_server_is_one_line(server):
+    from groupo.model.load import ModelError
+    from groupo.rollout.remote import Client
+
+    with pytest.raises(ModelError, match=r"/attach: this server takes weights as files \(--weights files\)"):
+        Client(server, 30).call("/attach", {"session": "abc123"})
 
 
 def test_generate_matches_colocated_sampler(server, tiny):

@@ -27,6 +27,7 @@ def test_import_groupo_has_no_side_effects():
     assert got == ["None", "False", "False", "True"]
 
 
+@pytest.mark.slow
 def test_the_cli_entry_point_decides_the_policy_before_torch_loads():
     got = _run(BUSY + "import groupo.runtime as r; r.others_busy = lambda window=0.3: 1.0; "
                "from groupo.cli import main; main(['list', 'kl']); print(os.environ.get('OMP_WAIT_POLICY'))")

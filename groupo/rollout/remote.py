@@ -14,8 +14,10 @@ The trainer's side of disaggregated generation (TRL's ``vllm_mode="server"``):
   server's final generator states are set into the caller's generators, so they advance exactly
   as when sampling runs in this process: same seeds, same samples (tests/test_rollout_server.py);
 * ``weights_changed`` (after every optimizer update): version + 1, pushed at once (rank 0
-  writes; with several processes the others wait at a barrier), so the server's model can
-  follow every update and equals the trainer's at the end of a run;
+  writes a file or, when the server takes ``--weights group``, broadcasts over a group of two it
+  joined at ``prepare``; a sharded model is gathered on every rank for it; with several processes
+  the others wait at a barrier), so the server's model can follow every update and equals the
+  trainer's at the end of a run;
 * ``overlap`` (one-step off-policy, train/prefetch.py): ``prefetch`` sends the next step's
   first request from a background thread with the current version, and the step trains
   meanwhile. The next ``generate`` whose request is identical apart from the version takes that
@@ -135,7 +137,7 @@ class Client:
         self.session = uuid.uuid4().hex[:16]
         self.version = 0                  # optimizer updates applied (and pushed) so far
         self.info: dict = {}
-        self.transport: FileTransport | None = None
+        self.transport = None             # FileTransport, or collective.GroupSender (rank 0 only)
         self.pending: tuple | None = None     # (request key, version, Future) of a prefetched request
         self.misses = 0
         self._open = urllib.request.build_opener(urllib.request.ProxyHandler({})).open   # never via a proxy
@@ -175,9 +177,31 @@ class Client:
 
         self.session = dist.gather_objects(self.session)[0]
         self.info = self.call("/health", timeout=HEALTH_TIMEOUT_S)
-        if not self.info.get("ok") or "weights_dir" not in self.info:
-            raise ModelError(f"{self.url} answered /health without a weights directory: not a groupo rollout server")
-        self.transport = FileTransport(self.info["weights_dir"])
+        w = self.info.get("weights") or ({"kind": "files", "dir": self.info["weights_dir"]}
+                                         if "weights_dir" in self.info else {})
+        if not self.info.get("ok") or w.get("kind") not in ("files", "group"):
+            raise ModelError(f"{self.url} answered /health without a weights transport: not a groupo rollout server")
+        if w["kind"] == "files":
+            self.transport = FileTransport(w["dir"])
+        elif dist.is_main():          # a process group of two with the server: rank 0 pushes
+            self.transport = self._join_group(w)
+
+    def _join_group(self, w: dict):
+        """``POST /attach`` (the server's receiver joins), then join the group as its rank 1."""
+        from urllib.parse import urlparse
+
+        from .collective import GroupSender
+
+        if w["backend"] == "nccl" and not torch.cuda.is_available():
+            raise ModelError(f"rollout server {self.url} takes weights over NCCL (it runs on a GPU) but this trainer "
+                             f"has no CUDA device: start the server with --weights files")
+        self.call("/attach", {"session": self.session}, timeout=HEALTH_TIMEOUT_S)
+        host = urlparse(self.url).hostname
+        try:
+            return GroupSender(host, int(w["port"]), w["backend"], self.session, self.timeout_s)
+        except Exception as e:  # noqa: BLE001 - one line naming the server's group port
+            raise ModelError(f"cannot join the weights group of rollout server {self.url} at {host}:{w['port']} "
+                             f"({w['backend']}): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
     def push(self, model) -> None:
         """Write the current version (rank 0), keeping any version a prefetched request still names.
@@ -188,7 +212,11 @@ class Client:
         with fsdp.full_weights(model):
             if dist.is_main():
                 keep = self.version - 1 if self.pending is None else min(self.version - 1, self.pending[1])
-                self.transport.push(inference_weights(model), self.session, self.version, keep_from=keep)
+                try:
+                    self.transport.push(inference_weights(model), self.session, self.version, keep_from=keep)
+                except RuntimeError as e:        # the group transport: the server went away mid-push
+                    raise ModelError(f"pushing weights version {self.version} to rollout server {self.url} failed: "
+                                     f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         if dist.world() > 1:
             dist.barrier()
 

@@ -11,18 +11,20 @@ returns exactly the samples colocated generation gives (tests/test_rollout_serve
 model receives the pushed weights and the engine loads them before the next generation, as the
 colocated backend does), with per-prompt seeds drawn from the trainer's generators exactly as
 colocated ``rollout.name=vllm`` draws them, so it returns the colocated vLLM samples. Weights travel
-through files in a shared directory; NCCL weight pushes are not built (docs/scaling.md).
+as files in a shared directory (``--weights files``, transport.py) or over a process group of two
+per run (``--weights group``: gloo on CPU, NCCL on a GPU; collective.py).
 
 Protocol: JSON over HTTP (the standard library's ``http.server``; bodies up to ``MAX_BODY``),
 one generation at a time (a lock), health answered meanwhile:
 
-* ``GET /health``: model directory, weights directory, device, dtype, pad id, vocabulary size,
+* ``GET /health``: model directory, weights transport (directory, or group port and backend), device, dtype, pad id, vocabulary size,
   the (session, version) of the weights loaded, pid;
 * ``POST /generate``: prompts, group sizes, sampling settings, decode step, the trainer's CPU
   product backend and autocast dtype, the generator states (one generator or one per prompt,
   base64), and the (session, version) of the weights to sample with. Returns each prompt's token
   ids, each row's (prompt index, completion ids, log-probs), the generators' final states and the
   version used;
+* ``POST /attach``: a run's session (``--weights group``: the receiver joins its group);
 * ``POST /load``: load a (session, version) now (the trainer checks at start that its weights fit
   the server's model); with ``digest: true`` also a sha256 of the weights (the server's model
   equals the trainer's: tests).
@@ -65,7 +67,8 @@ class RolloutServer:
     """The model, its tokenizer and the weights version loaded; ``generate`` and ``load``."""
 
     def __init__(self, model_dir: str, weights_dir: str | Path, device: str = "cpu", dtype: str = "float32",
-                 say=print, engine: str = "groupo", gpu_memory_utilization: float = 0.85, engine_args: dict | None = None):
+                 say=print, engine: str = "groupo", gpu_memory_utilization: float = 0.85, engine_args: dict | None = None,
+                 weights: str = "files", group_port: int = 0):
         from ..model import gemm
         from ..model.load import load_model, load_tokenizer, pick_device
 
@@ -74,7 +77,14 @@ class RolloutServer:
         self.tokenizer = load_tokenizer(model_dir)
         self.model = load_model(model_dir, dtype, self.device).eval().requires_grad_(False)
         gemm.install(self.model)      # the trainer's CPU product backend is selected per request
-        self.transport = FileTransport(weights_dir)
+        if weights == "files":
+            self.transport = FileTransport(weights_dir)
+        elif weights == "group":              # a process group of two per run (collective.py)
+            from .collective import GroupReceiver
+
+            self.transport = GroupReceiver("127.0.0.1", group_port, self.device, say=say)
+        else:
+            raise ValueError(f"weights must be 'files' or 'group', got {weights!r}")
         self.loaded: tuple = (None, -1)         # (session, version); (None, -1): the directory's weights
         self.lock = threading.Lock()
         self.engine = None                      # --engine vllm: the engine that samples (GPU)
@@ -88,7 +98,8 @@ class RolloutServer:
 
     def info(self) -> dict:
         p = next(self.model.parameters())
-        return {"ok": True, "model": self.model_dir, "weights_dir": str(self.transport.root.resolve()),
+        w = self.transport.describe()
+        return {"ok": True, "model": self.model_dir, "weights": w, **({"weights_dir": w["dir"]} if "dir" in w else {}),
                 "device": self.device.type, "dtype": str(p.dtype).removeprefix("torch."),
                 "pad_token_id": self.tokenizer.pad_token_id, "vocab_size": int(self.model.config.vocab_size),
                 "loaded": list(self.loaded), "threads": torch.get_num_threads(), "pid": os.getpid(),
@@ -123,6 +134,14 @@ class RolloutServer:
         self.loaded = (session, version)
         if self.engine is not None:
             self.engine.dirty = True                  # the engine loads them before it samples again
+
+    def attach(self, req: dict) -> dict:
+        """A run's rank 0 announces its session: the group receiver joins its process group."""
+        session, _ = _session({**req, "version": 0})
+        if not hasattr(self.transport, "attach"):
+            raise RequestError("this server takes weights as files (--weights files): nothing to attach")
+        self.transport.attach(session)
+        return {"session": session, **self.transport.describe()}
 
     def load(self, req: dict) -> dict:
         session, version = _session(req)
@@ -212,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):          # noqa: N802
         app = self.server.app
-        route = {"/generate": app.generate, "/load": app.load}.get(self.path.rstrip("/"))
+        route = {"/generate": app.generate, "/load": app.load, "/attach": app.attach}.get(self.path.rstrip("/"))
         n = int(self.headers.get("Content-Length") or 0)
         if route is None or n > MAX_BODY:
             self.rfile.read(min(n, MAX_BODY))
@@ -270,14 +289,18 @@ def main(argv: list[str]) -> int:
                     help="groupo: groupo's sampler (CPU or GPU); vllm: a vLLM engine in this process (GPU, "
                          "pip install 'groupo[vllm]'); the trainer keeps rollout.tis_cap on")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="--engine vllm: vLLM's share of the GPU")
+    ap.add_argument("--weights", default="files", choices=("files", "group"),
+                    help="how trainers push weights: files (a directory both see, --weights-dir) or group (a "
+                         "process group of two per run: gloo on CPU, NCCL on GPU, over --group-port)")
+    ap.add_argument("--group-port", type=int, default=0, help="--weights group: the TCPStore's port (0: a free one)")
     a = ap.parse_args(argv)
     return serve(a.model, a.host, a.port, a.weights_dir, a.device, a.dtype, a.threads, a.engine,
-                 a.gpu_memory_utilization)
+                 a.gpu_memory_utilization, a.weights, a.group_port)
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8799, weights_dir: str | None = None,
           device: str = "cpu", dtype: str = "float32", threads: int = 0, engine: str = "groupo",
-          gpu_memory_utilization: float = 0.85) -> int:
+          gpu_memory_utilization: float = 0.85, weights: str = "files", group_port: int = 0) -> int:
     """Load ``model`` and serve until interrupted (Ctrl-C or SIGTERM). ``port`` 0: a free port.
     ``weights_dir``: where trainers write their weights (default ``<tmp>/groupo-rollouts-<port>``)."""
     from .. import runtime
@@ -287,15 +310,18 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8799, weights_dir: st
     httpd.daemon_threads = True
     port = httpd.server_address[1]
     wdir = Path(weights_dir) if weights_dir else Path(tempfile.gettempdir()) / f"groupo-rollouts-{port}"
-    wdir.mkdir(parents=True, exist_ok=True)
+    if weights == "files":
+        wdir.mkdir(parents=True, exist_ok=True)
     try:
         httpd.app = RolloutServer(model, wdir, device, dtype, say=lambda s: print(s, flush=True), engine=engine,
-                                  gpu_memory_utilization=gpu_memory_utilization)
+                                  gpu_memory_utilization=gpu_memory_utilization, weights=weights, group_port=group_port)
     except BaseException:
         httpd.server_close()
         raise
-    print(f"serving rollouts of {model} on http://{host}:{port} (pid {os.getpid()}, {n} torch threads, weights "
-          f"dir {wdir}); stop with Ctrl-C or kill {os.getpid()}", flush=True)
+    w = httpd.app.transport.describe()
+    how = f"weights dir {wdir}" if weights == "files" else f"weights over {w['backend']} on port {w['port']}"
+    print(f"serving rollouts of {model} on http://{host}:{port} (pid {os.getpid()}, {n} torch threads, {how}); "
+          f"stop with Ctrl-C or kill {os.getpid()}", flush=True)
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:

@@ -6,32 +6,16 @@ every optimizer update, ``pull(session, version)`` in the server before a reques
 version. ``session`` is a random id per training run (a server outlives runs: a new run's version
 0 must never be taken for an old run's), ``version`` counts the optimizer updates applied.
 
-Built: ``FileTransport``. The trainer writes each version as one safetensors file
-``<dir>/<session>-v<version>.safetensors`` (written to a temporary name, then renamed: a reader
-never sees half a file) into a directory both processes see; the server names the directory
-(``groupo serve-rollouts --weights-dir``, reported by its /health) and loads the version a
-request names. Why a file rather than a gloo process group:
-
-* the version is part of the name, so the server loads exactly the weights a request asks for.
-  With ``rollout.overlap`` the trainer writes version v+1 while the server still generates from
-  v; a broadcast would have to land in a second copy at a moment only the trainer chooses;
-* no process group: trainer and server start, stop and restart independently (a resumed run
-  uses the running server), and a trainer under torchrun already owns torch.distributed's
-  default group, which a second group with an outside process cannot join without private API;
-* the cost is one write and one read of the weights per update: milliseconds for the CPU models
-  here, seconds for a 1.5B model in float32 (6 GB), which is why GPUs would use NCCL.
-
-Not built (described so it can be added behind the same two methods): ``NcclTransport``, TRL's
-``trl vllm-serve`` weight path. The server gets ``POST /init_communicator {host, port,
-world_size}``; both sides create vLLM's ``StatelessProcessGroup`` (a TCPStore) and a
-``PyNcclCommunicator`` on it (the server's vLLM workers ranks 0..k-1, the trainer's rank 0 rank
-k). ``push``: for each (name, tensor), ``POST /update_named_param {name, dtype, shape}``, then
-``communicator.broadcast(tensor, src=k)``; the server's handler receives into an empty tensor of
-that shape and calls ``model_runner.model.load_weights([(name, tensor)])``; after the last one a
-``POST /weights_done {session, version}`` records the version and resets vLLM's prefix cache.
-``pull`` is then a no-op that checks the recorded version. With ``rollout.overlap`` the push
-must wait until the in-flight generation has returned (vLLM generates from one set of
-weights), so a push would be queued behind it, not written beside it as a file is.
+Two transports. ``FileTransport`` (here, ``--weights files``, the default): the trainer writes
+each version as one safetensors file ``<dir>/<session>-v<version>.safetensors`` (written to a
+temporary name, then renamed: a reader never sees half a file) into a directory both processes
+see; the server names the directory (``groupo serve-rollouts --weights-dir``, reported by its
+/health) and loads the version a request names. The version is part of the name, so with
+``rollout.overlap`` the trainer writes v+1 while the server still samples from v; trainer and
+server start, stop and restart independently. ``collective.py`` (``--weights group``): the same
+versions over a process group of two per run (gloo on CPU, NCCL on GPUs), received by a thread
+in the server, for machines without a shared directory and for GPU-to-GPU pushes. On CPU the files
+are faster (bench/weight_push.py: 100 MiB 0.065 s as files vs 0.25 s over gloo on loopback).
 """
 from __future__ import annotations
 
@@ -63,6 +47,9 @@ class FileTransport:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+
+    def describe(self) -> dict:
+        return {"kind": "files", "dir": str(self.root.resolve())}
 
     def path(self, session: str, version: int) -> Path:
         return self.root / f"{session}-v{version:06d}.safetensors"
