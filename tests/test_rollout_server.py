@@ -304,3 +304,26 @@ def test_vllm_engine_server_equals_colocated_vllm(vllm_server, fake_vllm, tiny_d
     server_llm = app.engine.llm
     assert server_llm.calls.count("generate") == STEPS and server_llm.calls.count("load_weights") == STEPS
     assert all(r["tis/mean_weight"] == pytest.approx(1.0, abs=1e-3) for r in remote_rows if "tis/mean_weight" in r)
+
+
+def test_group_transport_versions_pruning_and_errors():
+    """collective.py in one process (receiver thread + sender): each version arrives exactly,
+    versions below the trainer's keep_from are dropped, a version that never comes is one line
+    after the timeout, and a dtype the transport does not send is refused before anything goes."""
+    from groupo.rollout.collective import GroupReceiver, GroupSender
+
+    recv = GroupReceiver("127.0.0.1", 0, torch.device("cpu"), say=lambda s: None)
+    recv.attach("s1")
+    send = GroupSender("127.0.0.1", recv.port, "gloo", "s1", 30.0)
+    w = [("a.weight", torch.randn(3, 4)), ("b.bias", torch.randn(5).to(torch.bfloat16))]
+    for v in range(3):
+        send.push([(n, t + v) for n, t in w], "s1", v, keep_from=v - 1)
+        got = recv.pull("s1", v, timeout_s=30)
+        assert all(torch.equal(got[n], t + v) and got[n].dtype == t.dtype for n, t in w)
+    assert sorted(k[1] for k in recv.versions) == [1, 2]                       # v0 dropped at keep_from=1
+    with pytest.raises(FileNotFoundError, match="weights version 7 of session s1 did not arrive"):
+        recv.pull("s1", 7, timeout_s=0.2)
+    with pytest.raises(ValueError, match="weight ids has dtype torch.int64"):
+        send.push([("ids", torch.arange(3))], "s1", 3)
+    recv.forget_others("s2")
+    assert not recv.versions

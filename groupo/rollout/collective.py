@@ -41,7 +41,7 @@ def _group(backend: str, store, rank: int, timeout_s: float):
         return dist.ProcessGroupGloo(store, rank, 2, timeout)
     if backend == "nccl":
         opts = dist.ProcessGroupNCCL.Options()
-        opts._timeout = timeout               # the one way to set it on a directly built NCCL group
+        opts._timeout = timeout   # how vLLM sets it on a directly built group (stateless_init_torch_distributed_process_group)
         return dist.ProcessGroupNCCL(store, rank, 2, opts)
     raise ValueError(f"backend must be gloo or nccl, got {backend!r}")
 
