@@ -61,7 +61,7 @@ def test_resume_gives_the_same_weights_and_metrics(recipe, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     common = ["train.steps=4", "checkpoint.every=2", "checkpoint.keep=5", "eval.before=false", "eval.after=false"]
     groupo("train", recipe, "--out", a, *common)
-    groupo("train", recipe, "--out", b, *common)
+    shutil.copytree(a, b)        # the same run (training is deterministic: tests/test_faults.py trains it twice)
     # simulate a crash right after the step-2 checkpoint: lose step 3-4 state and metrics
     shutil.rmtree(b / "checkpoints/step_4")
     lines = (b / "metrics.jsonl").read_text().splitlines()
@@ -96,29 +96,46 @@ def test_eval_json_with_overrides(recipe, tmp_path):
     (["eval", "/nonexistent/run"], "does not exist"),
     (["list", "advantag"], "did you mean 'advantage'"),
 ])
-def test_user_errors_exit_2_with_one_line(args, needle, tmp_path):
-    r = groupo(*args, cwd=tmp_path, check=False)
-    assert r.returncode == 2, r.stderr
-    assert needle in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+def test_user_errors_exit_2_with_one_line(args, needle, tmp_path, capsys, monkeypatch):
+    """In this process (main() is what the entry point runs); the first case also through the
+    real entry point in a subprocess."""
+    from groupo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    if args[1:2] == ["grpo"] and args[2].startswith("trian"):
+        r = groupo(*args, cwd=tmp_path, check=False)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == err.strip().splitlines(), r.stderr
 
 
-def test_model_dir_without_tokenizer(tmp_path, tiny_dir):
+def test_model_dir_without_tokenizer(tmp_path, tiny_dir, capsys, monkeypatch):
     bad = tmp_path / "m"
     shutil.copytree(tiny_dir, bad)
     for f in bad.iterdir():
         if "token" in f.name or f.name == "chat_template.jinja":
             f.unlink()
-    r = groupo("train", "grpo", f"model.path={bad}", cwd=tmp_path, check=False)
-    assert r.returncode == 2 and "no usable tokenizer" in r.stderr, r.stderr
+    from groupo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "grpo", f"model.path={bad}"]) == 2
+    err = capsys.readouterr().err
+    assert "no usable tokenizer" in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_list_shows_components_and_defaults():
-    r = groupo("list", "advantage")
-    assert "grpo" in r.stdout and "rloo" in r.stdout and "eps" in r.stdout and "0.0001" in r.stdout
-    r = groupo("list")
-    assert "ppo_clip" in r.stdout and "recipes:" in r.stdout and "demo" in r.stdout
-    assert "usage" in groupo("train", "--help").stdout
+def test_list_shows_components_and_defaults(capsys):
+    from groupo.cli import main
+
+    assert main(["list", "advantage"]) == 0
+    out = capsys.readouterr().out
+    assert "grpo" in out and "rloo" in out and "eps" in out and "0.0001" in out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "ppo_clip" in out and "recipes:" in out and "demo" in out
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0 and "usage" in capsys.readouterr().out
 
 
 def test_ctrl_c_saves_last_finished_step_and_resume_completes(recipe, tmp_path):
