@@ -1,6 +1,7 @@
 """groupo's research and data commands: mqr | study | claims | base | serve-rollouts (cli.py runs them)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 
@@ -40,7 +41,14 @@ def cmd_study(args) -> int:
     only = [x for x in (args.only or "").split(",") if x]
     if not args.report_only:
         console.print(f"study: {study.name}: {len(study.cells)} cells -> {out}")
-        run_study(study, out, console, only=only)
+        if args.jobs > 1:
+            rc = _jobs(args, "study", args.study, out, console)
+            if rc:
+                return rc
+        else:
+            run_study(study, out, console, only=only)
+    if args.no_report:
+        return 0
     from .eval.study import _done
 
     cells = [(c.label + (f" G={c.group_size}" if c.group_size else ""), c.seed, out / "runs" / c.key)
@@ -50,6 +58,19 @@ def cmd_study(args) -> int:
     write_study(out, cells, f"Study: {study.name}", note)
     console.print(f"summary: {out / 'summary.md'}  report: {out / 'report.html'}")
     return 0
+
+
+def _jobs(args, name: str, path: str, out: Path, console) -> int:
+    """``--jobs N``: N processes of this command share the cells (eval/workers.py); the caller
+    writes the summary once they end. One line when any of them failed."""
+    from .eval.workers import run_jobs
+
+    argv = [name, str(path), "--out", str(out), "--no-report", *(["--only", args.only] if args.only else [])]
+    rc = run_jobs(argv, args.jobs, say=lambda s: console.print(f"{name}: {s}"))
+    if rc:
+        console.print(f"{name}: a process stopped with exit code {rc}; run the same command again to finish "
+                      f"the remaining cells (finished ones are kept)")
+    return rc
 
 
 def cmd_serve_rollouts(args) -> int:
@@ -85,7 +106,15 @@ def cmd_claims(args) -> int:
 
     out = Path(args.out or Path("study") / Path(args.claims).stem)
     only = [x for x in (args.only or "").split(",") if x]
-    if args.report_only:
+    if not args.report_only and (args.jobs > 1 or args.no_report):
+        if args.jobs > 1:
+            rc = _jobs(args, "claims", args.claims, out, _console())
+        else:
+            claims.run_claims(args.claims, out, _console(), only=only, report=False)
+            rc = 0
+        if rc or args.no_report:
+            return rc
+    if args.report_only or args.jobs > 1:
         setup, cl = claims.load_claims(args.claims)
         summary = claims.summarize([c for c in cl if not only or c.id in only], claims.cells(setup, cl)[1], out,
                                     title=f"Claims: {setup.get('name', 'claims')}")
@@ -122,6 +151,10 @@ def add_tool_parsers(sub) -> None:
         sp.add_argument("--out", help="output directory (default study/<name>)")
         sp.add_argument("--only", help="comma-separated labels (study) or claim ids (claims) to run")
         sp.add_argument("--report-only", action="store_true", help="do not train; summarise the finished cells")
+        sp.add_argument("--jobs", type=int, default=1, help="train N cells at once in N processes (the cores, or "
+                        "one GPU each when there are N, divided between them); more processes may also run the "
+                        "same command on the same --out: each cell is trained by one of them")
+        sp.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)   # --jobs' workers
         sp.set_defaults(func=func)
     sp = sub.add_parser("serve-rollouts", add_help=False, prefix_chars="\0",     # options parsed by rollout/server.py
                         help="serve generation to trainers with rollout.name=server (serve-rollouts --help)")

@@ -102,3 +102,37 @@ def test_compare_groups_seeds_by_whole_config_and_never_calls_a_repeat_a_seed(tm
     assert labels[3] != labels[0] and "repeat of a" in labels[3]
     assert [seed for _, seed, _ in out] == [0, 1, 2, 0]
     assert [label for label, _, _ in _group_seeds([a, b])] == ["grpo", "grpo"]    # one variant: the plain name
+
+
+def test_cell_locks_make_other_processes_skip_held_cells(tmp_path, capsys):
+    """A cell whose lock another process holds is skipped (not trained, not waited for); the
+    lock is an flock, so it is free again the moment its holder closes it (or dies)."""
+    from groupo.eval.study import run_study
+    from groupo.eval.workers import claim
+
+    st = load_study(_write(tmp_path, recipes=["grpo"], seeds=[0]))
+    run_dir = tmp_path / "out" / "runs" / st.cells[0].key
+    with claim(run_dir) as mine:
+        assert mine
+        with claim(run_dir) as again:            # a second open of the lock file: held, so False
+            assert not again
+        run_study(st, tmp_path / "out")
+        assert f"pid {__import__('os').getpid()} is training it, skipped" in capsys.readouterr().out
+        assert not (run_dir / "eval.json").exists()
+    with claim(run_dir) as mine:                 # released with its holder
+        assert mine
+
+
+@pytest.mark.slow
+def test_study_jobs_share_the_cells_and_match_one_process(tmp_path, capsys):
+    """--jobs 2: two processes train the four cells (each cell once, the seeds' warm starts built
+    once) and every cell ends with the accuracy one process gives it; then one summary."""
+    f = _write(tmp_path, recipes=["grpo", "mc_grpo"], group_sizes=[4])
+    assert main(["study", str(f), "--out", str(tmp_path / "one")]) == 0
+    assert main(["study", str(f), "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    for key in ("grpo_G4/seed_0", "grpo_G4/seed_1", "mc_grpo_G4/seed_0", "mc_grpo_G4/seed_1"):
+        a, b = (json.loads((tmp_path / d / "runs" / key / "eval.json").read_text()) for d in ("one", "two"))
+        assert a["after"]["accuracy"] == b["after"]["accuracy"] and a["before"] == b["before"], key
+        rows = (tmp_path / "two" / "runs" / key / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(r)["step"] for r in rows] == [1, 2]            # trained once
+    assert (tmp_path / "two" / "summary.md").exists() and (tmp_path / "two" / "report.html").exists()

@@ -148,8 +148,9 @@ def cells(setup: dict, claims: list[Claim]):
                  raw=setup), seeds
 
 
-def run_claims(path: str | Path, out: Path, console=None, only: list | None = None) -> dict:
-    """Train every arm x seed not finished yet (resumable), then summarise (``summarize``)."""
+def run_claims(path: str | Path, out: Path, console=None, only: list | None = None, report: bool = True) -> dict:
+    """Train every arm x seed not finished yet (resumable), then summarise (``summarize``) unless
+    ``report`` is false (a ``--jobs`` worker)."""
     from .study import cell_config, run_study
 
     setup, claims = load_claims(path)
@@ -159,6 +160,8 @@ def run_claims(path: str | Path, out: Path, console=None, only: list | None = No
     for cell in study.cells:                         # every cell's config valid before anything trains
         cell_config(study, cell, init_dir=None)
     run_study(study, out, console)
+    if not report:
+        return {}
     return summarize(claims, seeds, out, title=f"Claims: {setup.get('name', 'claims')}")
 
 

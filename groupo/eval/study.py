@@ -164,6 +164,15 @@ def prepare_init(study: Study, seed: int, out: Path, say) -> Path | None:
     init = out / "init" / f"seed_{seed}"
     if (init / "done.json").exists():
         return init
+    from .workers import claim
+
+    with claim(init, wait=True):              # another process may be building it: wait, then reuse
+        if (init / "done.json").exists():
+            return init
+        return _build_init(cfg, seed, init, say)
+
+
+def _build_init(cfg, seed: int, init: Path, say) -> Path:
     import shutil
 
     import torch
@@ -197,8 +206,8 @@ def prepare_init(study: Study, seed: int, out: Path, say) -> Path | None:
 
 
 def run_study(study: Study, out: Path, console=None, only: list | None = None) -> list:
-    """Run every unfinished cell; returns [(cell, run_dir)] for all cells."""
-    from ..train.loop import train
+    """Run every unfinished cell not held by another process; returns [(cell, run_dir)] for all cells."""
+    from .workers import claim, holder
 
     say = console.print if console is not None else print
     out.mkdir(parents=True, exist_ok=True)
@@ -210,18 +219,29 @@ def run_study(study: Study, out: Path, console=None, only: list | None = None) -
         done.append((cell, run_dir))
         if only and cell.label not in only:
             continue
-        if _done(run_dir):
-            say(f"study: {i}/{len(study.cells)} {cell.key}: finished earlier, kept")
-            continue
-        if cell.seed not in inits:
-            inits[cell.seed] = prepare_init(study, cell.seed, out, say)
-        cfg = cell_config(study, cell, inits[cell.seed])
-        cfg.log.progress = False
-        cfg.log.line_every = cfg.log.line_every or 50
-        resume = (run_dir / "checkpoints").exists()
-        say(f"study: {i}/{len(study.cells)} {cell.key}{' (resuming)' if resume else ''}")
-        res = train(cfg, run_dir, resume=resume, console=console)
-        b, a = res.get("before", {}).get("accuracy"), res.get("after", {}).get("accuracy")
-        if a is not None:
-            say(f"study: {cell.key}: accuracy {b if b is None else round(b, 3)} -> {a:.3f}")
+        with claim(run_dir) as mine:         # several processes may share the directory (workers.py)
+            if not mine:
+                say(f"study: {i}/{len(study.cells)} {cell.key}: {holder(run_dir)} is training it, skipped")
+                continue
+            _run_cell(study, cell, i, run_dir, out, inits, say, console)
     return done
+
+
+def _run_cell(study: Study, cell: Cell, i: int, run_dir: Path, out: Path, inits: dict, say, console) -> None:
+    """Train one cell (this process holds its lock) unless it finished earlier; resumes a started one."""
+    from ..train.loop import train
+
+    if _done(run_dir):
+        say(f"study: {i}/{len(study.cells)} {cell.key}: finished earlier, kept")
+        return
+    if cell.seed not in inits:
+        inits[cell.seed] = prepare_init(study, cell.seed, out, say)
+    cfg = cell_config(study, cell, inits[cell.seed])
+    cfg.log.progress = False
+    cfg.log.line_every = cfg.log.line_every or 50
+    resume = (run_dir / "checkpoints").exists()
+    say(f"study: {i}/{len(study.cells)} {cell.key}{' (resuming)' if resume else ''}")
+    res = train(cfg, run_dir, resume=resume, console=console)
+    b, a = res.get("before", {}).get("accuracy"), res.get("after", {}).get("accuracy")
+    if a is not None:
+        say(f"study: {cell.key}: accuracy {b if b is None else round(b, 3)} -> {a:.3f}")
