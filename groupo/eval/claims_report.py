@@ -88,7 +88,8 @@ def plot_claim(c: dict, out: Path) -> Path | None:
     _difference(axes[1], c)
     if training and not _curves(axes[2], c, out):
         axes[2].set_axis_off()
-    fig.suptitle(f"{c['id']}: {c['claim']} (arXiv {c['paper']}; expect {c['expect']})", fontsize=10)
+    title = f"{c['id']}: {c['claim']} (arXiv {c['paper']}; expect {c['expect']})"
+    fig.suptitle(textwrap.fill(title, 150 if training else 100), fontsize=10)     # long claims wrap, not clip
     return _save(fig, out / "plots" / f"{c['id']}.png")
 
 
