@@ -106,20 +106,18 @@ def cmd_claims(args) -> int:
 
     out = Path(args.out or Path("study") / Path(args.claims).stem)
     only = [x for x in (args.only or "").split(",") if x]
-    if not args.report_only and (args.jobs > 1 or args.no_report):
+    if not args.report_only:
         if args.jobs > 1:
             rc = _jobs(args, "claims", args.claims, out, _console())
+            if rc:
+                return rc
         else:
             claims.run_claims(args.claims, out, _console(), only=only, report=False)
-            rc = 0
-        if rc or args.no_report:
-            return rc
-    if args.report_only or args.jobs > 1:
-        setup, cl = claims.load_claims(args.claims)
-        summary = claims.summarize([c for c in cl if not only or c.id in only], claims.cells(setup, cl)[1], out,
-                                    title=f"Claims: {setup.get('name', 'claims')}")
-    else:
-        summary = claims.run_claims(args.claims, out, _console(), only=only)
+    if args.no_report:
+        return 0
+    setup, cl = claims.load_claims(args.claims)
+    summary = claims.summarize([c for c in cl if not only or c.id in only], claims.cells(setup, cl)[1], out,
+                               title=f"Claims: {setup.get('name', 'claims')}")
     for c in summary["claims"]:
         _console().print(f"{c['id']}: {c['verdict']} ({c['why']})")
     _console().print(f"table: {out / 'claims.md'}  data: {out / 'summary.json'}")

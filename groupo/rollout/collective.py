@@ -21,6 +21,7 @@ The cost on CPU is measured in docs/scaling.md; the NCCL path has not run (no GP
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import json
 import threading
@@ -69,12 +70,14 @@ class GroupReceiver:
         import torch.distributed as dist
 
         self.store = dist.TCPStore(host, port, is_master=True, wait_for_workers=False)
-        self.host, self.port, self.device, self.timeout_s, self.say = host, self.store.port, device, timeout_s, say
+        self.port, self.device, self.timeout_s, self.say = self.store.port, device, timeout_s, say
         self.backend = "nccl" if device.type == "cuda" else "gloo"
         self.versions: dict[tuple, dict] = {}
         self.cond = threading.Condition()
         self.active: str | None = None          # the attached session (an older receiver stops)
         self.error: str | None = None           # the active receiver's failure, reported by pull
+        self.threads: list[threading.Thread] = []
+        atexit.register(self.close)            # groups torn down before the interpreter's finalisation
 
     def describe(self) -> dict:
         return {"kind": "group", "port": self.port, "backend": self.backend}
@@ -83,7 +86,18 @@ class GroupReceiver:
         """Start receiving ``session``'s pushes (the trainer joins the group next)."""
         with self.cond:
             self.active, self.error = session, None
-        threading.Thread(target=self._receive, args=(session,), name=f"groupo-weights-{session}", daemon=True).start()
+        t = threading.Thread(target=self._receive, args=(session,), name=f"groupo-weights-{session}", daemon=True)
+        self.threads = [x for x in self.threads if x.is_alive()] + [t]
+        t.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the receivers and wait for them to drop their groups: a gloo group destroyed during
+        the interpreter's finalisation, its thread still running, aborts the process."""
+        with self.cond:
+            self.active = None
+            self.cond.notify_all()
+        for t in self.threads:
+            t.join(timeout_s)
 
     def _receive(self, session: str) -> None:
         try:
@@ -141,6 +155,11 @@ class GroupSender:
         self.pg = _group(backend, self.store, 1, timeout_s)
         self.backend, self.n = backend, 0
         self.device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Drop the group and the store connection (at exit, before the interpreter's finalisation)."""
+        self.pg = self.store = None
 
     def push(self, tensors, session: str, version: int, keep_from: int | None = None) -> None:
         items = [(name, t.detach()) for name, t in tensors]
