@@ -84,6 +84,8 @@ def server_check(args) -> list:
                   "generation.seed_per_prompt=true", f"train.steps={args.steps}", "train.lr=1e-5",
                   "eval.before=false", "eval.after=false", "log.tensorboard=false", "log.progress=false",
                   f"checkpoint.every={args.steps}"]
+        if args.device == "cpu":      # three processes compared bit for bit: "auto" times oneDNN against torch in
+            common.append("model.cpu_gemm=torch")   # each, and near its threshold two runs can choose differently
         srv = ["rollout.name=server", f"rollout.url={url}", "rollout.tis_cap=0"]      # no correction: same samples
         runs = {"colocated": ["rollout.name=lean"], "server": srv, "server_overlap": srv + ["rollout.overlap=true"]}
         got = {}
