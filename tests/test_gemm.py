@@ -3,6 +3,8 @@ path to float32 rounding, forward and gradients; the backend choice; packed deco
 and the choice surviving a resume."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -95,6 +97,31 @@ def test_select_modes():
     dec, tr = gemm.ratio()
     assert dec > 0 and chosen == ("torch" if dec >= gemm.THRESHOLD else "onednn" if tr < gemm.THRESHOLD_TRAIN
                                   else "onednn_decode")
+
+
+def test_auto_probes_once_per_machine_and_keeps_the_result(tmp_path, monkeypatch):
+    """"auto" times the products once per machine (CPU, threads, torch) and keeps the ratios in
+    the cache, so a second process chooses the same way without timing; a corrupt or unwritable
+    cache is probed again, never an error."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = []
+    monkeypatch.setattr(gemm, "_probes", lambda: calls.append(1) or (0.5, 0.95))
+    monkeypatch.setattr(gemm, "_PROBED", {})
+    big = torch.nn.Sequential(torch.nn.Linear(512, 512))
+    assert gemm.select("auto", big) == "onednn" and gemm.ratio() == (0.5, 0.95) and len(calls) == 1
+    monkeypatch.setattr(gemm, "_PROBED", {})                       # as a new process: read from the file
+    monkeypatch.setattr(gemm, "_probes", lambda: calls.append(1) or (1.2, None))
+    assert gemm.select("auto", big) == "onednn" and len(calls) == 1
+    kept = json.loads(gemm.probe_file().read_text())
+    assert list(kept.values()) == [[0.5, 0.95]] and f"{torch.get_num_threads()} threads" in next(iter(kept))
+    gemm.probe_file().write_text("{not json")
+    monkeypatch.setattr(gemm, "_PROBED", {})
+    assert gemm.select("auto", big) == "torch" and len(calls) == 2          # probed again and kept
+    assert list(json.loads(gemm.probe_file().read_text()).values()) == [[1.2, None]]
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-such-dir")              # nowhere to keep it: probe each time
+    monkeypatch.setattr(gemm, "_PROBED", {})
+    assert gemm.select("auto", big) == "torch" and len(calls) == 3
+    gemm.select("torch")
 
 
 def test_lean_decode_with_packed_weights_matches_the_plain_decode():

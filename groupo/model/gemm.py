@@ -3,8 +3,9 @@ product (MKL's sgemm) is measurably slower (AMD CPUs; docs/performance.md, "Meas
 code choices").
 
 Nothing is assumed: ``select("auto")`` times a 64-row product with a packed 2048 x 512 weight both
-ways (decode) and, if oneDNN wins there, a 1024^3 product (training), once per process and thread
-count, and uses oneDNN for decoding where it takes < ``THRESHOLD`` x torch's time and for training
+ways (decode) and, if oneDNN wins there, a 1024^3 product (training), once per machine (CPU,
+thread count, torch; kept in ``~/.cache/groupo/cpu_gemm.json`` so that every run of a config
+multiplies the same way), and uses oneDNN for decoding where it takes < ``THRESHOLD`` x torch's time and for training
 unless its probe is slower than torch's. The choice is one word, logged, kept in checkpoints (a
 resumed run multiplies the same way) and taken from rank 0 with several processes. A model with no
 layer large enough (both sides >= ``MIN_DIM``) is not probed. Both paths are IEEE float32 products
@@ -25,7 +26,12 @@ exist and reproduce ``F.linear`` on a probe, else torch's path is used.
 """
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import platform
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +118,59 @@ def probe_train() -> float:
 BACKENDS = ("torch", "onednn", "onednn_decode")
 
 
+def _probes() -> tuple:
+    dec = probe_decode()
+    return dec, (probe_train() if dec < THRESHOLD else None)
+
+
+def probe_file() -> Path:
+    """``$XDG_CACHE_HOME/groupo/cpu_gemm.json`` (``~/.cache`` by default): the machine's probes."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "groupo" / "cpu_gemm.json"
+
+
+def _machine_key(threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu} | {threads} threads | torch {torch.__version__}"
+
+
+def kept_probes(threads: int) -> tuple:
+    """(decode, training) probe ratios for this CPU, thread count and torch, measured once per
+    machine and kept in ``probe_file()``: timed afresh in every process, a ratio near a threshold
+    made two runs of one config choose differently (8e-7 apart after 4 steps) now and then. The
+    first process probes under an flock while others wait; delete the file to probe again. An
+    unwritable or unreadable cache: probe, keep nothing."""
+    path, key = probe_file(), _machine_key(threads)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_suffix(".lock"), "a")
+    except OSError:
+        return _probes()
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            table = json.loads(path.read_text())
+            if not isinstance(table, dict):
+                table = {}
+        except (OSError, ValueError):
+            table = {}
+        got = table.get(key)
+        if isinstance(got, list) and len(got) == 2 and all(v is None or isinstance(v, float) for v in got):
+            return tuple(got)
+        table[key] = list(_probes())
+        try:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(table, indent=1))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+        return tuple(table[key])
+
+
 def _big_linear(model) -> bool:
     return any(type(m) is torch.nn.Linear and min(m.weight.shape) >= MIN_DIM for m in model.modules())
 
@@ -120,8 +179,9 @@ def select(mode: str = "auto", model=None) -> str:
     """Set the float32 CPU product backend and return it: "torch"; "onednn" (decode and
     training products); "onednn_decode" (the decode step's packed products only); or "auto":
     oneDNN for decoding when ``probe_decode()`` < ``THRESHOLD``, and for training too when also
-    ``probe_train()`` < ``THRESHOLD_TRAIN`` (probed once per process and thread count; not at all
-    when ``model`` has no layer large enough to use it). Without oneDNN: torch."""
+    ``probe_train()`` < ``THRESHOLD_TRAIN`` (probed once per machine and thread count, kept by
+    ``kept_probes``; not at all when ``model`` has no layer large enough to use it). Without
+    oneDNN: torch."""
     if mode not in BACKENDS + ("auto",):
         raise ValueError(f"cpu_gemm must be auto, onednn or torch, got {mode!r}")
     chosen, _STATE["ratio"] = "torch", None
@@ -131,8 +191,7 @@ def select(mode: str = "auto", model=None) -> str:
         elif model is None or _big_linear(model):
             key = torch.get_num_threads()
             if key not in _PROBED:
-                dec = probe_decode()
-                _PROBED[key] = (dec, probe_train() if dec < THRESHOLD else None)
+                _PROBED[key] = kept_probes(key)
             dec, tr = _STATE["ratio"] = _PROBED[key]
             if dec < THRESHOLD:
                 chosen = "onednn" if tr < THRESHOLD_TRAIN else "onednn_decode"

@@ -174,7 +174,7 @@ def _select_gemm(cfg, device, model) -> str:
     chosen, r = dist.gather_objects(local)[0], gemm.ratio()
     if chosen != local:
         gemm.select(chosen)
-    probes = "" if r is None else " (oneDNN/torch time: decode " + " training ".join(
+    probes = "" if r is None else f" (oneDNN/torch time as kept in {gemm.probe_file()}: decode " + " training ".join(
         f"{x:.2f}" for x in r if x is not None) + ")"
     return f" | float32 products on {chosen}{probes}"
 
