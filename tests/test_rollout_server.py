@@ -106,6 +106,29 @@ def test_server_run_equals_colocated_run(server, tiny_dir, tmp_path, per_prompt)
     assert loaded["version"] == STEPS and loaded["digest"] == weights_digest(w_remote.items())
 
 
+def test_lora_server_run_equals_colocated_lora_run(server, tiny_dir, tmp_path):
+    """LoRA with a server: the trainer pushes W + BA per adapted layer (rollout/vllm.py
+    ``inference_weights``), the server samples with that plain model; on this model the samples
+    and metrics equal colocated LoRA sampling, and the server ends on the final adapter merged."""
+    from groupo.model.load import load_model
+    from groupo.rollout import remote
+    from groupo.rollout.transport import weights_digest
+    from groupo.rollout.vllm import inference_weights
+
+    over = [_reward(tmp_path), "generation.seed_per_prompt=true", "model.lora_r=4", "model.lora_alpha=8"]
+    local = _train(tmp_path / "local", tiny_dir, *over)
+    remote_rows = _train(tmp_path / "remote", tiny_dir, *over, "rollout.name=server", f"rollout.url={server}",
+                         "rollout.tis_cap=0")
+    assert _samples(tmp_path / "remote") == _samples(tmp_path / "local")
+    assert _stable(remote_rows) == _stable(local) and all(r["grad_norm"] > 0 for r in local)
+    assert [r["rollout/version_min"] for r in remote_rows] == [0, 1, 2]
+    final = load_model(tmp_path / f"remote/checkpoints/step_{STEPS}")          # base + the final adapter
+    assert hasattr(final, "peft_config")
+    loaded = remote._CLIENT.check_load(digest=True)
+    assert loaded["version"] == STEPS and loaded["digest"] == weights_digest(inference_weights(final))
+    assert loaded["digest"] != weights_digest(inference_weights(load_model(tiny_dir)))    # the adapter moved W
+
+
 def test_group_weights_equal_colocated_and_follow_overlap(group_server, tiny_dir, tmp_path):
     """Weights over a gloo group of two instead of files: the run equals colocated generation
     bit for bit and the server's model ends equal to the trainer's; with overlap the pushes land
