@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 import pytest
@@ -212,6 +213,26 @@ def test_pool_is_killed_and_recreated(monkeypatch, bad):
     monkeypatch.undo()
     mathpool.shutdown()
     assert mathpool.math_equal("0.5", "\\frac{1}{2}") == 1.0
+
+
+def _report_warm(job, pred, gold, inner):
+    if mathpool._worker_queue is not None:
+        mathpool._worker_queue.put(job)
+    return float("sympy.physics.units" in sys.modules)
+
+
+def test_workers_warm_up_before_their_first_item(monkeypatch):
+    """A worker's first symbolic comparison imports parts of sympy (0.4-0.5 s, over half the 1 s
+    inner limit, which once scored a correct symbolic answer 0 on a loaded machine): each worker
+    pays it at start, outside every item's budget."""
+    import multiprocessing
+
+    mathpool.shutdown()
+    monkeypatch.setattr(mathpool, "_context", lambda: multiprocessing.get_context("spawn"))   # nothing inherited
+    monkeypatch.setattr(mathpool, "_work", _report_warm)
+    assert mathpool.math_equal_many(["1", "2"], ["1", "2"], timeout=30.0) == [1.0, 1.0]
+    monkeypatch.undo()
+    mathpool.shutdown()
 
 
 # ------------------------------------------------------------------ components
