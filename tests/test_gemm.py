@@ -118,9 +118,12 @@ def test_auto_probes_once_per_machine_and_keeps_the_result(tmp_path, monkeypatch
     monkeypatch.setattr(gemm, "_PROBED", {})
     assert gemm.select("auto", big) == "torch" and len(calls) == 2          # probed again and kept
     assert list(json.loads(gemm.probe_file().read_text()).values()) == [[1.2, None]]
-    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-such-dir")              # nowhere to keep it: probe each time
+    gemm.probe_file().write_text(json.dumps({k: [0.5, None] for k in kept}))  # no training probe where one is due
     monkeypatch.setattr(gemm, "_PROBED", {})
     assert gemm.select("auto", big) == "torch" and len(calls) == 3
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-such-dir")              # nowhere to keep it: probe each time
+    monkeypatch.setattr(gemm, "_PROBED", {})
+    assert gemm.select("auto", big) == "torch" and len(calls) == 4
     gemm.select("torch")
 
 

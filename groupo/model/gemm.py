@@ -159,8 +159,9 @@ def kept_probes(threads: int) -> tuple:
         except (OSError, ValueError):
             table = {}
         got = table.get(key)
-        if isinstance(got, list) and len(got) == 2 and all(v is None or isinstance(v, float) for v in got):
-            return tuple(got)
+        if (isinstance(got, list) and len(got) == 2 and isinstance(got[0], float)
+                and (isinstance(got[1], float) or (got[1] is None and got[0] >= THRESHOLD))):
+            return tuple(got)           # (a training probe is needed wherever the decode one is under the limit)
         table[key] = list(_probes())
         try:
             tmp = path.with_name(f".{path.name}.{os.getpid()}")
