@@ -40,6 +40,10 @@ def test_num_iterations_and_kl_reference(tiny_dir, tmp_path):
     # the reference is the initial model, so step 1's KL (first iteration) is 0 and step 2's is positive
     assert rows[0]["kl/mean"] == pytest.approx(0.0, abs=1e-6)
     assert rows[1]["kl/mean"] > 0
+    # the second update of each step is logged too: there the policy has moved (from pi_old: the
+    # ratio is no longer 1; from the reference: KL > 0 already at step 1)
+    assert rows[0]["last_iter/kl/mean"] > 0 and rows[0]["last_iter/ratio/mean"] != rows[0]["ratio/mean"]
+    assert rows[0]["ratio/mean"] == pytest.approx(1.0, abs=1e-6) and rows[0]["last_iter/grad_norm"] > 0
     w0 = torch.load(tmp_path / "run/checkpoints/step_2/state.pt", weights_only=False)["scheduler"]
     assert w0["last_epoch"] == 4          # 2 steps x 2 iterations = 4 optimizer updates
 

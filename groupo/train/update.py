@@ -138,6 +138,10 @@ def optimise(run, d: StepData, scored: Scored, step: int = 0) -> dict:
             m["grad_norm"] = float(gnorm)
             m["time/optimizer"] = time.perf_counter() - t_opt
             m["time/logprobs"] = t_lp
+        elif it == t.num_iterations - 1:    # the first update sees pi = pi_old (ratio 1, KL 0, nothing
+            # clipped); the last one shows what the trust region or the clipping actually did
+            m.update({f"last_iter/{k}": v for k, v in lm.items()})
+            m["last_iter/grad_norm"] = float(gnorm)
     if skipped:
         m["skipped"] = skipped
         print(f"warning: {skipped} update(s) skipped for non-finite loss or gradient norm", flush=True)
