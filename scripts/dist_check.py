@@ -61,6 +61,9 @@ CASES = {
     "fsdp_server": ["train.parallel=fsdp", "rollout.name=server", "rollout.tis_cap=0"],
     # the same with the weights over a gloo group of two (a second server, --weights group)
     "fsdp_server_group": ["train.parallel=fsdp", "rollout.name=server", "rollout.tis_cap=0"],
+    # two servers (data-parallel rollouts): rank 0 draws from the files server, rank 1 from the group
+    # server, each rank pushes to its own; the 1-process run uses the files server alone
+    "fsdp_servers2": ["train.parallel=fsdp", "rollout.name=server", "rollout.tis_cap=0"],
     # colocated vLLM, on CPU through the fake engine of tests/fake_vllm.py (tests/fake_vllm_launch.py):
     # every rank its own engine, created before step 1; sharded, each engine loads the gathered weights
     "vllm": ["rollout.name=vllm"],
@@ -92,6 +95,7 @@ def max_diff(a: Path, b: Path) -> float:
 
 
 GROUP_CASES = {"fsdp_server_group"}      # served by the --weights group server
+TWO_SERVER_CASES = {"fsdp_servers2"}     # the torchrun side uses both servers
 
 
 def start_server(model: Path, tmp: Path, device: str, env: dict, weights: str = "files"):
@@ -135,7 +139,8 @@ def main() -> int:
         servers, urls = [], {}
         try:
             for kind in ("files", "group"):
-                if any("rollout.name=server" in CASES[c] and (c in GROUP_CASES) == (kind == "group") for c in cases):
+                if any("rollout.name=server" in CASES[c] and ((c in GROUP_CASES) == (kind == "group")
+                                                               or c in TWO_SERVER_CASES) for c in cases):
                     proc, urls[kind] = start_server(model, tmp, args.device, env, kind)
                     servers.append(proc)
             worst, failed = _run_cases(args, cases, model, reward, tmp, env, urls)
@@ -154,16 +159,25 @@ def _run_cases(args, cases, model, reward, tmp, env, urls) -> tuple[float, list]
         over = overrides(model, reward, case, args.device)
         if "rollout.name=server" in over:
             over.append(f"rollout.url={urls['group' if case in GROUP_CASES else 'files']}")
+        # the 2-process side of a two-server case names both (the later override wins)
+        both = [f"rollout.url={urls['files']},{urls['group']}"] if case in TWO_SERVER_CASES else []
         # the vllm cases on CPU: groupo with the fake vllm installed (on cuda: the real one)
         prog = [FAKE_VLLM] if "rollout.name=vllm" in over and args.device == "cpu" else ["-m", "groupo"]
         subprocess.run([sys.executable, *prog, "train", "demo", *over, "--out", str(tmp / case / "one")], check=True,
                        env=env, stdout=subprocess.DEVNULL)
+        before = [_loaded(urls["group"])] if case in TWO_SERVER_CASES else [None]
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc)]
-        out = subprocess.run([*torchrun, *prog, "train", "demo", *over, "--out", str(tmp / case / "two")],
+        out = subprocess.run([*torchrun, *prog, "train", "demo", *over, *both, "--out", str(tmp / case / "two")],
                              env=env, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stdout[-3000:], out.stderr[-3000:], sep="\n")
             print(f"dist-check {case}: torchrun failed (exit {out.returncode})")
+            failed.append(case)
+            continue
+        # rank 1 drew from the second server: it holds the new session's version that sampled step 2
+        if case in TWO_SERVER_CASES and not (_loaded(urls["group"])[0] != before[0][0]
+                                             and _loaded(urls["group"])[1] == 1):
+            print(f"dist-check {case}: the second server did not serve rank 1")
             failed.append(case)
             continue
         d = max_diff(tmp / case / "one", tmp / case / "two")
@@ -173,6 +187,15 @@ def _run_cases(args, cases, model, reward, tmp, env, urls) -> tuple[float, list]
         if not ok:
             failed.append(case)
     return worst, failed
+
+
+def _loaded(url: str) -> list:
+    """[session, version] of the weights the server at ``url`` holds."""
+    import json
+    import urllib.request
+
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url + "/health", timeout=10) as r:
+        return json.loads(r.read())["loaded"]
 
 
 if __name__ == "__main__":

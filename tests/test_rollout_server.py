@@ -256,6 +256,32 @@ def test_unreachable_server_is_one_line_before_training(tiny_dir, tmp_path, caps
     assert not (out / "metrics.jsonl").exists()
 
 
+def test_several_servers_map_ranks_and_refuse_idle_ones(monkeypatch, tiny_dir, tmp_path, capsys):
+    """``rollout.url`` with several servers: rank r uses server r mod n; more servers than processes
+    is one line before training; a malformed entry is refused by the config."""
+    from groupo.model.load import ModelError
+    from groupo.rollout.remote import Server
+    from groupo.train import dist
+
+    s = Server(url="http://a:1, http://b:2/")
+    assert s.urls() == ["http://a:1", "http://b:2"]
+    monkeypatch.setattr(dist, "world", lambda: 3)
+    for r, want in [(0, "http://a:1"), (1, "http://b:2"), (2, "http://a:1")]:
+        monkeypatch.setattr(dist, "rank", lambda r=r: r)
+        assert s.my_url() == want
+    monkeypatch.undo()
+    with pytest.raises(ModelError, match="lists 2 servers but this run has 1 process"):
+        s.my_url()
+    with pytest.raises(ValueError, match="must start with http://.*got 'b:2'"):
+        Server(url="http://a:1,b:2")
+    out = tmp_path / "run"
+    rc = main(["train", "grpo", "--out", str(out), f"model.path={tiny_dir}", *BASE, "rollout.name=server",
+               "rollout.url=http://127.0.0.1:1,http://127.0.0.1:2"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "torchrun --nproc_per_node 2" in err, err
+    assert not (out / "metrics.jsonl").exists()
+
+
 def test_server_errors_come_back_in_one_line(server, tiny):
     from groupo.model.load import ModelError
     from groupo.rollout.remote import Client
@@ -272,9 +298,10 @@ def test_server_errors_come_back_in_one_line(server, tiny):
 
 
 @pytest.mark.slow
-def test_two_processes_share_one_session(server, tiny_dir, tmp_path):
+def test_two_processes_share_one_session(server, group_server, tiny_dir, tmp_path):
     """torchrun, 2 processes: rank 0 pushes for both (one session), each rank sends its share of
-    prompts; bit-identical to 2 colocated processes, and overlap keeps the schedule."""
+    prompts; bit-identical to 2 colocated processes, and overlap keeps the schedule. With two
+    servers (one per rank) the weights are the same."""
     over = [f"model.path={tiny_dir}", *BASE, _reward(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
@@ -288,8 +315,15 @@ def test_two_processes_share_one_session(server, tiny_dir, tmp_path):
     run("local")
     rows = run("remote", "rollout.name=server", f"rollout.url={server}", "rollout.tis_cap=0")
     lag = run("overlap", "rollout.name=server", f"rollout.url={server}", "rollout.overlap=true")
-    w_local, w_remote = _final(tmp_path / "local")[0], _final(tmp_path / "remote")[0]
-    assert all(torch.equal(w_local[k], w_remote[k]) for k in w_local)
+    # two servers, one per rank (files and group transports): each rank pushes to its own
+    from groupo.rollout.remote import Client
+
+    before = Client(group_server, 10).call("/health")["loaded"]
+    run("two", "rollout.name=server", f"rollout.url={server},{group_server}", "rollout.tis_cap=0")
+    after = Client(group_server, 10).call("/health")["loaded"]     # rank 1 drew from it: a new session,
+    assert after[0] != before[0] and after[1] == STEPS - 1         # the version that sampled the last step
+    w_local, w_remote, w_two = (_final(tmp_path / n)[0] for n in ("local", "remote", "two"))
+    assert all(torch.equal(w_local[k], w_remote[k]) and torch.equal(w_local[k], w_two[k]) for k in w_local)
     assert [r["rollout/version_min"] for r in rows] == [0, 1, 2]
     assert [(r["rollout/version_min"], r["rollout/staleness_max"]) for r in lag] == [(0, 0), (0, 1), (1, 1)]
 

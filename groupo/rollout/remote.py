@@ -18,6 +18,10 @@ The trainer's side of disaggregated generation (TRL's ``vllm_mode="server"``):
   joined at ``prepare``; a sharded model is gathered on every rank for it; with several processes
   the others wait at a barrier), so the server's model can follow every update and equals the
   trainer's at the end of a run;
+* several servers (``url`` comma-separated, data-parallel rollouts, as TRL's
+  ``--data-parallel-size``): rank r sends its prompts to server r mod n; for each weights
+  directory (or group server) the lowest rank using it pushes. The samples do not depend on which
+  server drew them (the generators' states travel with each request);
 * ``overlap`` (one-step off-policy, train/prefetch.py): ``prefetch`` sends the next step's
   first request from a background thread with the current version, and the step trains
   meanwhile. The next ``generate`` whose request is identical apart from the version takes that
@@ -58,23 +62,41 @@ class Server(RolloutBackend):
     pattern), weights pushed after every update; ``overlap`` generates the next step while this
     one trains (one-step off-policy, corrected by truncated importance sampling at ``tis_cap``)."""
 
-    url: str = "http://127.0.0.1:8799"       # the server's address (groupo serve-rollouts --host/--port)
+    url: str = "http://127.0.0.1:8799"       # the server's address; several, comma-separated: rank r uses server r mod n
     timeout_s: float = 600.0                 # seconds one generation request may take before the run stops
     decode: Literal["lean", "hf"] = "lean"   # the server's decode step (as rollout.name=lean or hf colocated)
     overlap: bool = False                    # generate step t+1 while step t trains (rows one update old)
     tis_cap: float = 2.0                     # truncated importance-sampling cap (0 = no correction)
 
     def __post_init__(self):
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// (e.g. http://127.0.0.1:8799), got {self.url!r}")
+        for u in self.urls():
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(f"url must start with http:// (e.g. http://127.0.0.1:8799; several servers "
+                                 f"comma-separated), got {u!r}")
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
         if self.tis_cap < 0:
             raise ValueError(f"tis_cap must be >= 0 (0 = no importance correction), got {self.tis_cap}")
 
+    def urls(self) -> list[str]:
+        """The servers named by ``url`` (comma-separated), without trailing slashes."""
+        return [u.strip().rstrip("/") for u in self.url.split(",")] if self.url.strip() else [""]
+
+    def my_url(self) -> str:
+        """This process's server: rank r sends its prompts to server r mod n (data-parallel
+        rollouts; more servers than processes would leave some idle, so that is refused)."""
+        from ..train import dist
+
+        urls = self.urls()
+        if len(urls) > dist.world():
+            raise ModelError(f"rollout.url lists {len(urls)} servers but this run has {dist.world()} process(es): "
+                             f"each process sends its prompts to one server (rank r to server r mod {len(urls)}); "
+                             f"start it with torchrun --nproc_per_node {len(urls)} (or more), or list fewer servers")
+        return urls[dist.rank() % len(urls)]
+
     def prepare(self, model, autocast=None) -> None:
         global _CLIENT
-        _CLIENT = Client(self.url, self.timeout_s)
+        _CLIENT = Client(self.my_url(), self.timeout_s)
         _CLIENT.connect()
         _CLIENT.push(model)
         _CLIENT.check_load()
@@ -113,7 +135,7 @@ class Server(RolloutBackend):
         return _CLIENT.version if _CLIENT is not None else 0
 
     def _client(self, model, autocast) -> Client:
-        if _CLIENT is None or _CLIENT.url != self.url.rstrip("/"):
+        if _CLIENT is None or _CLIENT.url != self.my_url():
             self.prepare(model, autocast)
         return _CLIENT
 
@@ -137,7 +159,8 @@ class Client:
         self.session = uuid.uuid4().hex[:16]
         self.version = 0                  # optimizer updates applied (and pushed) so far
         self.info: dict = {}
-        self.transport = None             # FileTransport, or collective.GroupSender (rank 0 only)
+        self.transport = None             # FileTransport, or collective.GroupSender (the pusher only)
+        self.pusher = True                # this process writes the weights its server reads (see connect)
         self.pending: tuple | None = None     # (request key, version, Future) of a prefetched request
         self.misses = 0
         self._open = urllib.request.build_opener(urllib.request.ProxyHandler({})).open   # never via a proxy
@@ -172,7 +195,11 @@ class Client:
                              f"server?)") from None
 
     def connect(self) -> None:
-        """Health check; the session id is rank 0's on every process (one run, one session)."""
+        """Health check; the session id is rank 0's on every process (one run, one session).
+        One process per destination pushes: the lowest rank that writes into a weights directory
+        (files; keyed by host and path) or whose server takes a group (one group per server)."""
+        import socket
+
         from ..train import dist
 
         self.session = dist.gather_objects(self.session)[0]
@@ -181,9 +208,12 @@ class Client:
                                          if "weights_dir" in self.info else {})
         if not self.info.get("ok") or w.get("kind") not in ("files", "group"):
             raise ModelError(f"{self.url} answered /health without a weights transport: not a groupo rollout server")
+        dest = ("files", socket.gethostname(), w["dir"]) if w["kind"] == "files" else ("group", self.url)
+        dests = dist.gather_objects(dest)
+        self.pusher = dests.index(dest) == dist.rank()
         if w["kind"] == "files":
             self.transport = FileTransport(w["dir"])
-        elif dist.is_main():          # a process group of two with the server: rank 0 pushes
+        elif self.pusher:             # a process group of two with the server
             self.transport = self._join_group(w)
 
     def _join_group(self, w: dict):
@@ -204,13 +234,13 @@ class Client:
                              f"({w['backend']}): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
     def push(self, model) -> None:
-        """Write the current version (rank 0), keeping any version a prefetched request still names.
-        A sharded model (train.parallel=fsdp) is gathered on every rank for it (a collective)."""
+        """Write the current version (the pushers), keeping any version a prefetched request still
+        names. A sharded model (train.parallel=fsdp) is gathered on every rank for it (a collective)."""
         from ..train import dist, fsdp
         from .vllm import inference_weights
 
         with fsdp.full_weights(model):
-            if dist.is_main():
+            if self.pusher:
                 keep = self.version - 1 if self.pending is None else min(self.version - 1, self.pending[1])
                 try:
                     self.transport.push(inference_weights(model), self.session, self.version, keep_from=keep)
