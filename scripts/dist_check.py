@@ -165,7 +165,7 @@ def _run_cases(args, cases, model, reward, tmp, env, urls) -> tuple[float, list]
         prog = [FAKE_VLLM] if "rollout.name=vllm" in over and args.device == "cpu" else ["-m", "groupo"]
         subprocess.run([sys.executable, *prog, "train", "demo", *over, "--out", str(tmp / case / "one")], check=True,
                        env=env, stdout=subprocess.DEVNULL)
-        before = [_loaded(urls["group"])] if case in TWO_SERVER_CASES else [None]
+        before = _loaded(urls["group"]) if case in TWO_SERVER_CASES else None
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc)]
         out = subprocess.run([*torchrun, *prog, "train", "demo", *over, *both, "--out", str(tmp / case / "two")],
                              env=env, capture_output=True, text=True)
@@ -175,8 +175,8 @@ def _run_cases(args, cases, model, reward, tmp, env, urls) -> tuple[float, list]
             failed.append(case)
             continue
         # rank 1 drew from the second server: it holds the new session's version that sampled step 2
-        if case in TWO_SERVER_CASES and not (_loaded(urls["group"])[0] != before[0][0]
-                                             and _loaded(urls["group"])[1] == 1):
+        after = _loaded(urls["group"]) if case in TWO_SERVER_CASES else None
+        if after is not None and (after[0] == before[0] or after[1] != 1):
             print(f"dist-check {case}: the second server did not serve rank 1")
             failed.append(case)
             continue
@@ -191,11 +191,9 @@ def _run_cases(args, cases, model, reward, tmp, env, urls) -> tuple[float, list]
 
 def _loaded(url: str) -> list:
     """[session, version] of the weights the server at ``url`` holds."""
-    import json
-    import urllib.request
+    from groupo.rollout.remote import Client
 
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url + "/health", timeout=10) as r:
-        return json.loads(r.read())["loaded"]
+    return Client(url, 10).call("/health")["loaded"]
 
 
 if __name__ == "__main__":
